@@ -349,6 +349,9 @@ typedef struct fs_train_params {
     double val_fraction;      /* held out for early stopping and calibration (0.1) */
     int32_t patience;         /* epochs without improvement > min_delta before stopping (5) */
     double min_delta;         /* nats (1e-4) */
+    double val_trim;          /* early stopping compares the mean validation NLL over all but
+                                 this share of worst rows (0.01): a few far-out rows would
+                                 otherwise decide it alone */
     uint64_t seed;            /* shuffling, splits, initialisation, dequantisation (0) */
     int32_t threads;          /* data-parallel shards of each batch (1) */
     int32_t whiten;           /* fixed whitening map after standardisation (1) */
@@ -370,7 +373,9 @@ typedef struct fs_train_progress {
     int64_t rows_done;      /* rows processed in this epoch */
     int64_t rows_per_epoch;
     double train_nll;       /* mean over this epoch's steps so far, nats per row */
-    double val_nll;         /* after the epoch; NAN while the epoch runs */
+    double val_nll;         /* after the epoch: mean NLL of the validation rows, less the
+                               worst val_trim share (the early-stopping metric); NAN while
+                               the epoch runs */
     double best_val_nll;
     int32_t best_epoch;
     double rows_per_s;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define FS__CHUNK_ROWS 512 /* rows per pass through the flow: activations stay in L2 */
+#define FS__PAD_ROWS 16    /* the flow runs on multiples of this many rows (model_log_prob) */
 #define FS__HALF_LOG_2PI 0.91893853320467274178
 
 struct fs_workspace {
@@ -17,7 +18,7 @@ struct fs_workspace {
 
 /* Byte offsets of a workspace's arrays for one model; each aligned to 64 bytes. */
 typedef struct ws_layout {
-    size_t w, scratch, log_extra, flags, x32, flow32, log_det, x64, flow64, records, z;
+    size_t w, log_extra, flags, x32, flow32, log_det, x64, flow64, records, z;
     size_t total;
 } ws_layout;
 
@@ -31,8 +32,6 @@ static ws_layout layout_for(const fs_model *m)
     ws_layout l;
     size_t c = FS__CHUNK_ROWS, d = m->prep.n_dims, f = m->schema->n_fields, o = 0;
     l.w = o;
-    o += align64(c * d * sizeof(double));
-    l.scratch = o;
     o += align64(c * d * sizeof(double));
     l.log_extra = o;
     o += align64(c * sizeof(double));
@@ -268,24 +267,31 @@ static fs_err model_log_prob(const fs_model *m, fs_workspace *ws, const double *
         return FS_ERR_SHAPE;
     }
     b = ws_base(ws);
-    double *w = (double *)(b + l.w), *scratch = (double *)(b + l.scratch);
+    double *w = (double *)(b + l.w);
     double *log_extra = (double *)(b + l.log_extra), *log_det = (double *)(b + l.log_det);
     uint32_t *flags = (uint32_t *)(b + l.flags);
     float *x32 = (float *)(b + l.x32);
     double *x64 = (double *)(b + l.x64);
     for (size_t r0 = 0; r0 < n_rows; r0 += FS__CHUNK_ROWS) {
         size_t n = n_rows - r0 < FS__CHUNK_ROWS ? n_rows - r0 : FS__CHUNK_ROWS;
-        err = fs__prep_forward(&m->prep, m->schema, records + r0 * nf, n, NULL, w, scratch,
-                               log_extra, flags, NULL);
+        err = fs__prep_forward(&m->prep, m->schema, records + r0 * nf, n, NULL, w, log_extra,
+                               flags, NULL);
         if (err != FS_OK) {
             return err;
         }
         for (size_t i = 0; i < n * d; i++) {
             x32[i] = (float)w[i];
         }
-        memset(log_det, 0, n * sizeof *log_det);
-        err = fs__flow_forward_f32(&m->flow, m->params, m->buffers, b + l.flow32, x32, n, x32,
-                                   log_det);
+        /*
+         * Run the flow on a whole number of FS__PAD_ROWS rows (zero rows pad the tail), so that
+         * every row goes through the same BLAS micro-kernels: a record scores bit-identically
+         * alone or at any position of any batch (case-11).
+         */
+        size_t padded = (n + FS__PAD_ROWS - 1) / FS__PAD_ROWS * FS__PAD_ROWS;
+        memset(x32 + n * d, 0, (padded - n) * d * sizeof *x32);
+        memset(log_det, 0, padded * sizeof *log_det);
+        err = fs__flow_forward_f32(&m->flow, m->params, m->buffers, b + l.flow32, x32, padded,
+                                   x32, log_det);
         if (err != FS_OK) {
             return err;
         }
@@ -398,8 +404,7 @@ fs_err fs_model_encode(const fs_model *m, fs_workspace *ws, const double *record
         size_t n = n_rows - r0 < FS__CHUNK_ROWS ? n_rows - r0 : FS__CHUNK_ROWS;
         double *out = z + r0 * d;
         fs_err err = fs__prep_forward(&m->prep, m->schema, records + r0 * nf, n, NULL, out,
-                                      (double *)(b + l.scratch), (double *)(b + l.log_extra),
-                                      NULL, NULL);
+                                      (double *)(b + l.log_extra), NULL, NULL);
         if (err != FS_OK) {
             return err;
         }

@@ -101,16 +101,15 @@ fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size
 
 /*
  * Forward map of n records into w (n x n_dims), with per-row log|det dg/dx| + the constant
- * columns' log-density written to log_extra[i] (nats). scratch: n x n_dims doubles, used
- * when whitening. Standardised values beyond
+ * columns' log-density written to log_extra[i] (nats). Standardised values beyond
  * FS_INPUT_CLAMP are clamped and row flag FS_SCORE_SATURATED set in flags (may be NULL).
  * noise: if non-NULL, n x n_fields values added to the raw record first (dequantisation).
  * Errors: FS_ERR_NUMERIC for non-finite input, FS_ERR_INVALID for a categorical value that is
  * not a level index (row and field in diag).
  */
 fs_err fs__prep_forward(const fs__prep *p, const fs_schema *s, const double *records, size_t n,
-                        const double *noise, double *w, double *scratch, double *log_extra,
-                        uint32_t *flags, fs_diag *diag);
+                        const double *noise, double *w, double *log_extra, uint32_t *flags,
+                        fs_diag *diag);
 
 /*
  * Inverse map of n flow inputs w (n x n_dims) to records (n x n_fields): categorical fields

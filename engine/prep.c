@@ -378,11 +378,11 @@ static double clamp_flag(double u, uint32_t *flag)
 }
 
 fs_err fs__prep_forward(const fs__prep *p, const fs_schema *s, const double *records, size_t n,
-                        const double *noise, double *w, double *scratch, double *log_extra,
-                        uint32_t *flags, fs_diag *diag)
+                        const double *noise, double *w, double *log_extra, uint32_t *flags,
+                        fs_diag *diag)
 {
     size_t d = p->n_dims;
-    double *u = p->whiten ? scratch : w;
+    double *u = w;
     for (size_t r = 0; r < n; r++) {
         const double *x = records + r * s->n_fields;
         double extra = 0.0;
@@ -415,10 +415,13 @@ fs_err fs__prep_forward(const fs__prep *p, const fs_schema *s, const double *rec
             flags[r] = flag;
         }
     }
-    if (p->whiten && n > 0) {
-        /* w = u L^-T, row by row: w_r = L^-1 u_r */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)d, (blasint)d,
-                    1.0, u, (blasint)d, p->chol_inv, (blasint)d, 0.0, w, (blasint)d);
+    /*
+     * w_r = L^-1 u_r in place, one row at a time: a batched gemm could round a row differently
+     * depending on the rows around it, and a record must score the same in any batch (case-11).
+     */
+    for (size_t r = 0; p->whiten && r < n; r++) {
+        cblas_dtrmv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, (blasint)d,
+                    p->chol_inv, (blasint)d, w + r * d, 1);
     }
     return FS_OK;
 }

@@ -63,7 +63,7 @@ struct fs_trainer {
     size_t cap;            /* rows per batch the buffers hold */
     float *xb;             /* cap x d */
     double *extra_b;       /* cap */
-    double *raw_b, *noise_b, *wb, *wscratch; /* dequantisation path */
+    double *raw_b, *noise_b, *wb; /* dequantisation path */
     int n_shards;
     shard shards[FS__MAX_THREADS];
     /* helper threads for shards 1..n_shards-1 */
@@ -110,6 +110,7 @@ fs_train_params fs_train_default_params(void)
     p.val_fraction = 0.1;
     p.patience = 5;
     p.min_delta = 1e-4;
+    p.val_trim = 0.01;
     p.seed = 0;
     p.threads = 1;
     p.whiten = 1;
@@ -135,10 +136,12 @@ static fs_err check_params(const fs_train_params *p, fs_diag *diag)
                         "learning rate must be in (0, 10); betas, momentum and weight decay in "
                         "[0, 1); clip norm >= 0");
     }
-    if (!(p->val_fraction >= 0 && p->val_fraction < 1) || p->patience < 1 ||
+    if (!(p->val_fraction >= 0 && p->val_fraction < 1) || !(p->val_trim >= 0 && p->val_trim < 0.5) ||
+        p->patience < 1 ||
         !(p->min_delta >= 0) || p->threads < 1 || p->threads > FS__MAX_THREADS) {
         return fs__diag(diag, FS_ERR_INVALID,
-                        "validation fraction must be in [0, 1), patience >= 1, threads 1..%d",
+                        "validation fraction must be in [0, 1), trim in [0, 0.5), patience >= 1, "
+                        "threads 1..%d",
                         FS__MAX_THREADS);
     }
     if (!(p->threshold_quantile > 0 && p->threshold_quantile <= 1) ||
@@ -341,7 +344,6 @@ void fs_trainer_free(fs_trainer *t)
     fs__free(t->raw_b);
     fs__free(t->noise_b);
     fs__free(t->wb);
-    fs__free(t->wscratch);
     fs__free(t);
 }
 
@@ -383,8 +385,7 @@ static fs_err alloc_batch(fs_trainer *t, size_t cap)
     fs__free(t->raw_b);
     fs__free(t->noise_b);
     fs__free(t->wb);
-    fs__free(t->wscratch);
-    t->raw_b = t->noise_b = t->wb = t->wscratch = NULL;
+    t->raw_b = t->noise_b = t->wb = NULL;
     t->cap = cap;
     t->n_shards = (int)((size_t)t->p.threads < cap ? (size_t)t->p.threads : cap);
     if (t->n_shards < 1) {
@@ -400,8 +401,7 @@ static fs_err alloc_batch(fs_trainer *t, size_t cap)
         t->raw_b = fs__calloc(fs__mul_size(cap, t->n_fields), sizeof *t->raw_b);
         t->noise_b = fs__calloc(fs__mul_size(cap, t->n_fields), sizeof *t->noise_b);
         t->wb = fs__calloc(fs__mul_size(cap, d), sizeof *t->wb);
-        t->wscratch = fs__calloc(fs__mul_size(cap, d), sizeof *t->wscratch);
-        if (t->raw_b == NULL || t->noise_b == NULL || t->wb == NULL || t->wscratch == NULL) {
+        if (t->raw_b == NULL || t->noise_b == NULL || t->wb == NULL) {
             return FS_ERR_NOMEM;
         }
     }
@@ -486,9 +486,8 @@ static fs_err preprocess_rows(fs_trainer *t, const double *records, const size_t
     size_t d = t->d, nf = t->n_fields, chunk = 4096;
     double *raw = fs__calloc(fs__mul_size(chunk, nf), sizeof *raw);
     double *w = fs__calloc(fs__mul_size(chunk, d), sizeof *w);
-    double *scr = fs__calloc(fs__mul_size(chunk, d), sizeof *scr);
     fs_err err = FS_OK;
-    if (raw == NULL || w == NULL || scr == NULL) {
+    if (raw == NULL || w == NULL) {
         err = FS_ERR_NOMEM;
     }
     for (size_t r0 = 0; err == FS_OK && r0 < n; r0 += chunk) {
@@ -496,14 +495,13 @@ static fs_err preprocess_rows(fs_trainer *t, const double *records, const size_t
         for (size_t r = 0; r < m; r++) {
             memcpy(raw + r * nf, records + idx[r0 + r] * nf, nf * sizeof *raw);
         }
-        err = fs__prep_forward(&t->prep, t->schema, raw, m, NULL, w, scr, extra + r0, NULL, diag);
+        err = fs__prep_forward(&t->prep, t->schema, raw, m, NULL, w, extra + r0, NULL, diag);
         for (size_t i = 0; err == FS_OK && i < m * d; i++) {
             x[r0 * d + i] = (float)w[i];
         }
     }
     fs__free(raw);
     fs__free(w);
-    fs__free(scr);
     return err;
 }
 
@@ -831,6 +829,43 @@ out:
     return sum;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/*
+ * The early-stopping metric: the mean validation NLL over all rows but the worst val_trim
+ * share. A handful of rows far outside the training range (rare categorical levels scaled up
+ * by standardisation) can otherwise dominate the mean and stop training at once.
+ */
+static double val_metric(fs_trainer *t)
+{
+    size_t n = t->n_val, keep;
+    double *nll, sum = 0.0;
+    if (n == 0) {
+        return HUGE_VAL;
+    }
+    nll = fs__calloc(n, sizeof *nll);
+    if (nll == NULL) {
+        return (double)NAN;
+    }
+    (void)eval_nll(t, t->x_val, t->extra_val, n, nll);
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(nll[i])) {
+            nll[i] = HUGE_VAL; /* worst; trimmed away if rare enough */
+        }
+    }
+    qsort(nll, n, sizeof *nll, cmp_double);
+    keep = n - (size_t)floor((double)n * t->p.val_trim);
+    for (size_t i = 0; i < keep; i++) {
+        sum += nll[i];
+    }
+    fs__free(nll);
+    return sum / (double)keep;
+}
+
 /* ---- steps ---- */
 
 static double schedule_lr(const fs_trainer *t, int64_t total_steps, int32_t epoch)
@@ -974,7 +1009,7 @@ static fs_err gather(fs_trainer *t, const size_t *idx, size_t n, fs_diag *diag)
         }
     }
     fs_err err = fs__prep_forward(&t->prep, t->schema, t->raw_b, n, t->noise_b, t->wb,
-                                  t->wscratch, t->extra_b, NULL, diag);
+                                  t->extra_b, NULL, diag);
     for (size_t i = 0; err == FS_OK && i < n * d; i++) {
         t->xb[i] = (float)t->wb[i];
     }
@@ -992,7 +1027,6 @@ fs_err fs_trainer_step(fs_trainer *t, const double *records, size_t n_rows, doub
     if (err == FS_OK) {
         double *noise = NULL;
         double *w = fs__calloc(fs__mul_size(n_rows, t->d), sizeof *w);
-        double *scr = fs__calloc(fs__mul_size(n_rows, t->d), sizeof *scr);
         if (t->dequant) {
             noise = fs__calloc(fs__mul_size(n_rows, t->n_fields), sizeof *noise);
             for (size_t r = 0; noise != NULL && r < n_rows; r++) {
@@ -1002,17 +1036,16 @@ fs_err fs_trainer_step(fs_trainer *t, const double *records, size_t n_rows, doub
                 }
             }
         }
-        if (w == NULL || scr == NULL || (t->dequant && noise == NULL)) {
+        if (w == NULL || (t->dequant && noise == NULL)) {
             err = FS_ERR_NOMEM;
         } else {
-            err = fs__prep_forward(&t->prep, t->schema, records, n_rows, noise, w, scr,
-                                   t->extra_b, NULL, NULL);
+            err = fs__prep_forward(&t->prep, t->schema, records, n_rows, noise, w, t->extra_b,
+                                   NULL, NULL);
         }
         for (size_t i = 0; err == FS_OK && i < n_rows * t->d; i++) {
             t->xb[i] = (float)w[i];
         }
         fs__free(w);
-        fs__free(scr);
         fs__free(noise);
     }
     if (err == FS_OK) {
@@ -1078,7 +1111,7 @@ fs_err fs_trainer_fit(fs_trainer *t, fs_progress_fn fn, void *user, fs_diag *dia
         order[i] = i;
     }
     /* the starting point (for a fresh model: the whitened Gaussian) is the first candidate */
-    best = t->n_val > 0 ? eval_nll(t, t->x_val, t->extra_val, t->n_val, NULL) : HUGE_VAL;
+    best = val_metric(t);
     t->report.best_val_nll = best;
     t->report.best_epoch = 0;
     err = save_best(t);
@@ -1124,8 +1157,7 @@ fs_err fs_trainer_fit(fs_trainer *t, fs_progress_fn fn, void *user, fs_diag *dia
         t->report.epochs_run = epoch;
         t->report.final_train_nll =
             t->epoch_loss_rows > 0 ? t->epoch_loss_sum / (double)t->epoch_loss_rows : (double)NAN;
-        val = t->n_val > 0 ? eval_nll(t, t->x_val, t->extra_val, t->n_val, NULL)
-                           : t->report.final_train_nll;
+        val = t->n_val > 0 ? val_metric(t) : t->report.final_train_nll;
         if (isfinite(val) && val < best - t->p.min_delta) {
             best = val;
             t->report.best_val_nll = val;
@@ -1224,6 +1256,7 @@ static char *training_json(const fs_trainer *t, const char *calib_rows)
     cJSON_AddNumberToObject(pp, "clip_norm", p->clip_norm);
     cJSON_AddNumberToObject(pp, "val_fraction", p->val_fraction);
     cJSON_AddNumberToObject(pp, "patience", p->patience);
+    cJSON_AddNumberToObject(pp, "val_trim", p->val_trim);
     cJSON_AddNumberToObject(pp, "seed", (double)p->seed);
     cJSON_AddNumberToObject(pp, "threads", p->threads);
     cJSON_AddBoolToObject(pp, "whiten", p->whiten);

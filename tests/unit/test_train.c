@@ -26,7 +26,7 @@ static fs_schema *numeric_schema(size_t d, fs_transform tr)
     fs_schema *s = NULL;
     FS_ASSERT_OK(fs_schema_create(&s));
     for (size_t j = 0; j < d; j++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "f%zu", j);
         FS_ASSERT_OK(fs_schema_add_numeric(s, name, FS_FIELD_NUMERIC, tr, 0));
     }
@@ -463,6 +463,35 @@ static void test_trainer_step_and_categoricals(void **state)
     fs_schema_free(s);
 }
 
+static void test_scores_are_bit_identical_alone_and_in_any_batch(void **state)
+{
+    (void)state;
+    enum { N = 700 };
+    static double x[2 * N];
+    mixture(x, N, 11);
+    fs_schema *s = numeric_schema(2, FS_TRANSFORM_NONE);
+    fs_spec *sp = small_spec();
+    fs_train_params p = fs_train_default_params();
+    p.epochs = 2;
+    fs_model *m = train(s, sp, &p, x, N, NULL);
+    fs_workspace *ws = NULL;
+    static fs_score all[N];
+    FS_ASSERT_OK(fs_workspace_create(&ws));
+    FS_ASSERT_OK(fs_workspace_reserve(ws, m));
+    FS_ASSERT_OK(fs_model_score(m, ws, x, N, all));
+    for (size_t i = 0; i < N; i++) {
+        fs_score one;
+        FS_ASSERT_OK(fs_model_score(m, ws, x + 2 * i, 1, &one));
+        /* score, log_prob, percentile and flags all identical (case-11) */
+        assert_true(one.score == all[i].score && one.log_prob == all[i].log_prob);
+        assert_true(one.percentile == all[i].percentile && one.flags == all[i].flags);
+    }
+    fs_workspace_free(ws);
+    fs_model_unref(m);
+    fs_spec_free(sp);
+    fs_schema_free(s);
+}
+
 static void test_trainer_create_every_allocation_failure_is_nomem(void **state)
 {
     (void)state;
@@ -503,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_too_few_rows_and_tiny_batches),
         cmocka_unit_test(test_progress_callback_can_stop_training),
         cmocka_unit_test(test_trainer_step_and_categoricals),
+        cmocka_unit_test(test_scores_are_bit_identical_alone_and_in_any_batch),
         cmocka_unit_test(test_trainer_create_every_allocation_failure_is_nomem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
