@@ -157,6 +157,12 @@ const char *fs_schema_level_name(const fs_schema *s, size_t field, size_t level)
 /* Level index of a categorical value (len bytes), or FS_LEVEL_UNKNOWN as a double. */
 double fs_schema_level_index(const fs_schema *s, size_t field, const char *value, size_t len);
 
+/*
+ * Turn uniform dequantisation on or off for an integer field (used by `flowscore train
+ * --dequantize`). Errors: FS_ERR_INVALID if the field is not an integer field.
+ */
+fs_err fs_schema_set_dequantize(fs_schema *s, size_t field, int dequantize);
+
 /* Replace the levels of a categorical field (used while reading training data). */
 fs_err fs_schema_set_levels(fs_schema *s, size_t field, const char *const *levels,
                             size_t n_levels);

@@ -182,6 +182,15 @@ fs_err fs_schema_add_categorical(fs_schema *s, const char *name, const char *con
     return err;
 }
 
+fs_err fs_schema_set_dequantize(fs_schema *s, size_t field, int dequantize)
+{
+    if (field >= s->n_fields || s->fields[field].type != FS_FIELD_INTEGER) {
+        return FS_ERR_INVALID;
+    }
+    s->fields[field].dequantize = dequantize != 0;
+    return FS_OK;
+}
+
 size_t fs_schema_n_fields(const fs_schema *s)
 {
     return s->n_fields;
