@@ -134,8 +134,7 @@ fs_err fs__calib_build(fs__calib *c, double *scores, size_t n, double upper_q, d
     }
     c->n_points = m;
     for (size_t i = 0; i < m; i++) {
-        c->points[i] = m == n ? scores[i]
-                              : sorted_quantile(scores, n, (double)i / (double)(m - 1));
+        c->points[i] = m == n ? scores[i] : sorted_quantile(scores, n, (double)i / (double)(m - 1));
     }
     return fs__calib_finish(c, NULL);
 }

@@ -5,9 +5,9 @@
 #include <string.h>
 
 static const char *const fs_err_names[FS_ERR__COUNT] = {
-    "FS_OK",           "FS_ERR_NOMEM",     "FS_ERR_INVALID",  "FS_ERR_SHAPE",
-    "FS_ERR_IO",       "FS_ERR_FORMAT",    "FS_ERR_VERSION",  "FS_ERR_NUMERIC",
-    "FS_ERR_MAGIC",    "FS_ERR_TRUNCATED", "FS_ERR_CHECKSUM", "FS_ERR_CANCELLED",
+    "FS_OK",        "FS_ERR_NOMEM",     "FS_ERR_INVALID",  "FS_ERR_SHAPE",
+    "FS_ERR_IO",    "FS_ERR_FORMAT",    "FS_ERR_VERSION",  "FS_ERR_NUMERIC",
+    "FS_ERR_MAGIC", "FS_ERR_TRUNCATED", "FS_ERR_CHECKSUM", "FS_ERR_CANCELLED",
 };
 
 static const char *const fs_err_texts[FS_ERR__COUNT] = {

@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define FS_VERSION_STRING "0.1.0"
+#define FS_VERSION_STRING       "0.1.0"
 #define FS_MODEL_FORMAT_VERSION 1
 
 /* ------------------------------------------------------------------------------ errors */
@@ -63,12 +63,7 @@ typedef struct fs_diag {
 
 /* ------------------------------------------------------------------------------ logging */
 
-typedef enum fs_log_level {
-    FS_LOG_ERROR = 0,
-    FS_LOG_WARN,
-    FS_LOG_INFO,
-    FS_LOG_DEBUG
-} fs_log_level;
+typedef enum fs_log_level { FS_LOG_ERROR = 0, FS_LOG_WARN, FS_LOG_INFO, FS_LOG_DEBUG } fs_log_level;
 
 typedef void (*fs_log_fn)(void *user, fs_log_level level, const char *msg);
 
@@ -97,7 +92,7 @@ void fs_set_allocator(const fs_allocator *alloc);
 /* ------------------------------------------------------------------------------ schema */
 
 #define FS_LEVEL_UNKNOWN (-1.0)
-#define FS_NAME_MAX 64 /* field names and level names: 1..63 bytes */
+#define FS_NAME_MAX      64 /* field names and level names: 1..63 bytes */
 
 typedef enum fs_field_type {
     FS_FIELD_NUMERIC = 0, /* a real value */
@@ -164,8 +159,7 @@ double fs_schema_level_index(const fs_schema *s, size_t field, const char *value
 fs_err fs_schema_set_dequantize(fs_schema *s, size_t field, int dequantize);
 
 /* Replace the levels of a categorical field (used while reading training data). */
-fs_err fs_schema_set_levels(fs_schema *s, size_t field, const char *const *levels,
-                            size_t n_levels);
+fs_err fs_schema_set_levels(fs_schema *s, size_t field, const char *const *levels, size_t n_levels);
 
 /* Free memory the engine handed out (formatted JSON strings). NULL is fine. */
 void fs_free(void *ptr);
@@ -263,8 +257,8 @@ double fs_model_threshold(const fs_model *m);
 const char *fs_model_header_json(const fs_model *m);
 
 /* Result flags of fs_score.flags. */
-#define FS_SCORE_ANOMALY 0x1u   /* score above the model's upper threshold */
-#define FS_SCORE_ATYPICAL 0x2u  /* score below the lower threshold (too likely; Nalisnick 2019) */
+#define FS_SCORE_ANOMALY   0x1u /* score above the model's upper threshold */
+#define FS_SCORE_ATYPICAL  0x2u /* score below the lower threshold (too likely; Nalisnick 2019) */
 #define FS_SCORE_SATURATED 0x4u /* an input was clamped to the finite range before the flow */
 
 typedef struct fs_score {
@@ -289,8 +283,8 @@ fs_err fs_model_score(const fs_model *m, fs_workspace *ws, const double *records
                       fs_score *out);
 
 /* log p per record, nats (n_rows doubles). Same contract as fs_model_score. */
-fs_err fs_model_log_prob(const fs_model *m, fs_workspace *ws, const double *records,
-                         size_t n_rows, double *log_prob);
+fs_err fs_model_log_prob(const fs_model *m, fs_workspace *ws, const double *records, size_t n_rows,
+                         double *log_prob);
 
 /*
  * Latents z = f(g(x)) in float64 arithmetic (deterministic). z: n_rows x n_dims.
@@ -314,7 +308,7 @@ fs_err fs_model_decode(const fs_model *m, fs_workspace *ws, const double *z, siz
  * FS_ERR_NUMERIC). temperature in [0, FS_SAMPLE_MAX_TEMPERATURE], else FS_ERR_INVALID.
  */
 #define FS_SAMPLE_MAX_TEMPERATURE 10.0
-#define FS_SAMPLE_MAX_REDRAWS 64
+#define FS_SAMPLE_MAX_REDRAWS     64
 fs_err fs_model_sample(const fs_model *m, fs_workspace *ws, size_t n_rows, double temperature,
                        uint64_t seed, double *records);
 
@@ -340,30 +334,30 @@ typedef enum fs_optimizer { FS_OPT_ADAM = 0, FS_OPT_SGD } fs_optimizer;
 typedef enum fs_lr_schedule { FS_LR_CONSTANT = 0, FS_LR_COSINE, FS_LR_STEP } fs_lr_schedule;
 
 typedef struct fs_train_params {
-    int32_t epochs;           /* maximum passes over the training rows (30) */
-    int32_t batch_size;       /* rows per step (256) */
-    double lr;                /* initial learning rate (1e-3) */
-    fs_optimizer optimizer;   /* FS_OPT_ADAM */
-    double beta1, beta2, eps; /* Adam (0.9, 0.999, 1e-8) */
-    double momentum;          /* SGD momentum (0.9) */
-    double weight_decay;      /* decoupled, per step: w -= lr * wd * w (0) */
-    double clip_norm;         /* global gradient-norm clip; 0 disables (10) */
-    fs_lr_schedule schedule;  /* FS_LR_CONSTANT */
-    int32_t step_epochs;      /* FS_LR_STEP: multiply by step_gamma every step_epochs (10) */
-    double step_gamma;        /* (0.5) */
-    int32_t warmup_steps;     /* linear warm-up (0) */
-    double val_fraction;      /* held out for early stopping and calibration (0.1) */
-    int32_t patience;         /* epochs without improvement > min_delta before stopping (5) */
-    double min_delta;         /* nats (1e-4) */
-    double val_trim;          /* early stopping compares the mean validation NLL over all but
-                                 this share of worst rows (0.01): a few far-out rows would
-                                 otherwise decide it alone */
-    uint64_t seed;            /* shuffling, splits, initialisation, dequantisation (0) */
-    int32_t threads;          /* data-parallel shards of each batch (1) */
-    int32_t whiten;           /* fixed whitening map after standardisation (1) */
-    double whiten_ridge;      /* added to the covariance diagonal (1e-3) */
-    double threshold_quantile; /* upper anomaly quantile of calibration scores (0.99) */
-    double low_quantile;      /* lower "atypical" quantile; 0 disables (0) */
+    int32_t epochs;              /* maximum passes over the training rows (30) */
+    int32_t batch_size;          /* rows per step (256) */
+    double lr;                   /* initial learning rate (1e-3) */
+    fs_optimizer optimizer;      /* FS_OPT_ADAM */
+    double beta1, beta2, eps;    /* Adam (0.9, 0.999, 1e-8) */
+    double momentum;             /* SGD momentum (0.9) */
+    double weight_decay;         /* decoupled, per step: w -= lr * wd * w (0) */
+    double clip_norm;            /* global gradient-norm clip; 0 disables (10) */
+    fs_lr_schedule schedule;     /* FS_LR_CONSTANT */
+    int32_t step_epochs;         /* FS_LR_STEP: multiply by step_gamma every step_epochs (10) */
+    double step_gamma;           /* (0.5) */
+    int32_t warmup_steps;        /* linear warm-up (0) */
+    double val_fraction;         /* held out for early stopping and calibration (0.1) */
+    int32_t patience;            /* epochs without improvement > min_delta before stopping (5) */
+    double min_delta;            /* nats (1e-4) */
+    double val_trim;             /* early stopping compares the mean validation NLL over all but
+                                    this share of worst rows (0.01): a few far-out rows would
+                                    otherwise decide it alone */
+    uint64_t seed;               /* shuffling, splits, initialisation, dequantisation (0) */
+    int32_t threads;             /* data-parallel shards of each batch (1) */
+    int32_t whiten;              /* fixed whitening map after standardisation (1) */
+    double whiten_ridge;         /* added to the covariance diagonal (1e-3) */
+    double threshold_quantile;   /* upper anomaly quantile of calibration scores (0.99) */
+    double low_quantile;         /* lower "atypical" quantile; 0 disables (0) */
     int32_t max_nonfinite_steps; /* consecutive skipped steps before giving up (20) */
     int32_t max_bad_steps_total; /* all skipped steps before giving up (1000) */
     int32_t actnorm_init_rows;   /* rows for ActNorm data-dependent init (4096) */
@@ -373,23 +367,23 @@ fs_train_params fs_train_default_params(void);
 
 /* Progress handed to the callback after every epoch (and, for live lines, every ~0.5 s). */
 typedef struct fs_train_progress {
-    int32_t epoch;          /* 1-based; 0 before the first epoch ends */
-    int32_t epochs;         /* the maximum */
-    int64_t step;           /* optimiser steps taken */
-    int64_t rows_done;      /* rows processed in this epoch */
+    int32_t epoch;     /* 1-based; 0 before the first epoch ends */
+    int32_t epochs;    /* the maximum */
+    int64_t step;      /* optimiser steps taken */
+    int64_t rows_done; /* rows processed in this epoch */
     int64_t rows_per_epoch;
-    double train_nll;       /* mean over this epoch's steps so far, nats per row */
-    double val_nll;         /* after the epoch: mean NLL of the validation rows, less the
-                               worst val_trim share (the early-stopping metric); NAN while
-                               the epoch runs */
+    double train_nll; /* mean over this epoch's steps so far, nats per row */
+    double val_nll;   /* after the epoch: mean NLL of the validation rows, less the
+                         worst val_trim share (the early-stopping metric); NAN while
+                         the epoch runs */
     double best_val_nll;
     int32_t best_epoch;
     double rows_per_s;
     double elapsed_s;
     double lr;
-    int64_t skipped_steps;  /* non-finite loss or gradient: skipped, never applied */
-    int32_t end_of_epoch;   /* 1 on the line that closes an epoch */
-    double recon_error;     /* max |x - reconstructed x| of the last step's reversible pass */
+    int64_t skipped_steps; /* non-finite loss or gradient: skipped, never applied */
+    int32_t end_of_epoch;  /* 1 on the line that closes an epoch */
+    double recon_error;    /* max |x - reconstructed x| of the last step's reversible pass */
 } fs_train_progress;
 
 /* Return nonzero to stop training; the best state so far is kept. */
@@ -401,10 +395,10 @@ typedef struct fs_train_report {
     int32_t epochs_run, best_epoch;
     double best_val_nll, final_train_nll;
     int64_t skipped_steps;
-    double duplicate_share;        /* share of rows equal to an earlier row, in [0, 1] */
-    double top_duplicate_share;    /* share of the single most repeated row */
+    double duplicate_share;     /* share of rows equal to an earlier row, in [0, 1] */
+    double top_duplicate_share; /* share of the single most repeated row */
     size_t n_constant_fields;
-    char constant_fields[1024];    /* comma-separated names of fields constant in training */
+    char constant_fields[1024]; /* comma-separated names of fields constant in training */
     int32_t stopped_early;
     double max_recon_error;
 } fs_train_report;
@@ -422,9 +416,8 @@ fs_err fs_trainer_create(const fs_schema *schema, const fs_spec *spec, const fs_
                          const double *records, size_t n_rows, fs_trainer **out, fs_diag *diag);
 
 /* A trainer that starts from init's preprocessing and parameters (warm start). */
-fs_err fs_trainer_create_warm(const fs_model *init, const fs_train_params *p,
-                              const double *records, size_t n_rows, fs_trainer **out,
-                              fs_diag *diag);
+fs_err fs_trainer_create_warm(const fs_model *init, const fs_train_params *p, const double *records,
+                              size_t n_rows, fs_trainer **out, fs_diag *diag);
 
 /*
  * Train to completion (epochs, early stopping, or the callback's stop), then restore the best

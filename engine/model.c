@@ -7,8 +7,8 @@
 #include <math.h>
 #include <string.h>
 
-#define FS__CHUNK_ROWS 512 /* rows per pass through the flow: activations stay in L2 */
-#define FS__PAD_ROWS 16    /* the flow runs on multiples of this many rows (model_log_prob) */
+#define FS__CHUNK_ROWS   512 /* rows per pass through the flow: activations stay in L2 */
+#define FS__PAD_ROWS     16  /* the flow runs on multiples of this many rows (model_log_prob) */
 #define FS__HALF_LOG_2PI 0.91893853320467274178
 
 struct fs_workspace {
@@ -274,8 +274,8 @@ static fs_err model_log_prob(const fs_model *m, fs_workspace *ws, const double *
     double *x64 = (double *)(b + l.x64);
     for (size_t r0 = 0; r0 < n_rows; r0 += FS__CHUNK_ROWS) {
         size_t n = n_rows - r0 < FS__CHUNK_ROWS ? n_rows - r0 : FS__CHUNK_ROWS;
-        err = fs__prep_forward(&m->prep, m->schema, records + r0 * nf, n, NULL, w, log_extra,
-                               flags, NULL);
+        err = fs__prep_forward(&m->prep, m->schema, records + r0 * nf, n, NULL, w, log_extra, flags,
+                               NULL);
         if (err != FS_OK) {
             return err;
         }
@@ -290,8 +290,8 @@ static fs_err model_log_prob(const fs_model *m, fs_workspace *ws, const double *
         size_t padded = (n + FS__PAD_ROWS - 1) / FS__PAD_ROWS * FS__PAD_ROWS;
         memset(x32 + n * d, 0, (padded - n) * d * sizeof *x32);
         memset(log_det, 0, padded * sizeof *log_det);
-        err = fs__flow_forward_f32(&m->flow, m->params, m->buffers, b + l.flow32, x32, padded,
-                                   x32, log_det);
+        err = fs__flow_forward_f32(&m->flow, m->params, m->buffers, b + l.flow32, x32, padded, x32,
+                                   log_det);
         if (err != FS_OK) {
             return err;
         }
@@ -320,8 +320,8 @@ static fs_err model_log_prob(const fs_model *m, fs_workspace *ws, const double *
     return FS_OK;
 }
 
-fs_err fs_model_log_prob(const fs_model *m, fs_workspace *ws, const double *records,
-                         size_t n_rows, double *log_prob)
+fs_err fs_model_log_prob(const fs_model *m, fs_workspace *ws, const double *records, size_t n_rows,
+                         double *log_prob)
 {
     return model_log_prob(m, ws, records, n_rows, log_prob, NULL);
 }
@@ -443,8 +443,8 @@ fs_err fs_model_decode(const fs_model *m, fs_workspace *ws, const double *z, siz
             }
         }
         memset(b + l.log_det, 0, n * sizeof(double));
-        err = fs__flow_inverse_f64(&m->flow, m->params, m->buffers, b + l.flow64, z + r0 * d, n,
-                                   w, (double *)(b + l.log_det));
+        err = fs__flow_inverse_f64(&m->flow, m->params, m->buffers, b + l.flow64, z + r0 * d, n, w,
+                                   (double *)(b + l.log_det));
         if (err != FS_OK) {
             return err;
         }
@@ -462,14 +462,13 @@ fs_err fs_model_decode(const fs_model *m, fs_workspace *ws, const double *z, siz
 }
 
 /* Decode one latent row into rec; FS_ERR_NUMERIC if anything is not finite. */
-static fs_err decode_row(const fs_model *m, unsigned char *b, const ws_layout *l,
-                         const double *z, double *rec)
+static fs_err decode_row(const fs_model *m, unsigned char *b, const ws_layout *l, const double *z,
+                         double *rec)
 {
     size_t d = m->prep.n_dims;
     double *w = (double *)(b + l->w);
     double ld = 0.0;
-    fs_err err = fs__flow_inverse_f64(&m->flow, m->params, m->buffers, b + l->flow64, z, 1, w,
-                                      &ld);
+    fs_err err = fs__flow_inverse_f64(&m->flow, m->params, m->buffers, b + l->flow64, z, 1, w, &ld);
     if (err != FS_OK) {
         return err;
     }

@@ -96,8 +96,8 @@ fs_err fs__prep_finish(fs__prep *p, fs_diag *diag);
  * Fit on records (n x n_fields): means, stds, constant columns, whitening. Non-finite input
  * or a categorical index out of range: FS_ERR_NUMERIC naming row and field.
  */
-fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size_t n,
-                    int whiten, double ridge, fs_diag *diag);
+fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size_t n, int whiten,
+                    double ridge, fs_diag *diag);
 
 /*
  * Forward map of n records into w (n x n_dims), with per-row log|det dg/dx| + the constant
@@ -124,9 +124,9 @@ fs_err fs__prep_inverse(const fs__prep *p, const fs_schema *s, const double *w, 
 #define FS__CALIB_MAX_POINTS 2001
 
 typedef struct fs__calib {
-    size_t n_points;  /* 0: uncalibrated */
-    double *points;   /* ascending scores at probabilities i / (n_points - 1) */
-    int64_t n_rows;   /* rows the calibration was built from */
+    size_t n_points; /* 0: uncalibrated */
+    double *points;  /* ascending scores at probabilities i / (n_points - 1) */
+    int64_t n_rows;  /* rows the calibration was built from */
     double upper_quantile, lower_quantile;
     double upper_threshold, lower_threshold; /* nats; +inf / -inf when disabled */
 } fs__calib;
@@ -183,7 +183,7 @@ fs_err fs__model_build_header(fs_model *m, fs_diag *diag);
 
 /* Scores of records under flow parameters params (a trainer's current state): n doubles. */
 fs_err fs__score_raw(const fs_schema *s, const fs__prep *prep, const fs__flow *flow,
-                     const float *params, const float *buffers, const double *records,
-                     size_t n, double *score, fs_diag *diag);
+                     const float *params, const float *buffers, const double *records, size_t n,
+                     double *score, fs_diag *diag);
 
 #endif /* FS_MODEL_H */

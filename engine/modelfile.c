@@ -33,10 +33,10 @@
 #error "the model file reader assumes a little-endian machine"
 #endif
 
-#define FS__MAGIC "FSMODEL"
+#define FS__MAGIC        "FSMODEL"
 #define FS__FIXED_HEADER 24u
-#define FS__MAX_HEADER (64u << 20)
-#define FS__MAX_BLOB ((uint64_t)16 << 30)
+#define FS__MAX_HEADER   (64u << 20)
+#define FS__MAX_BLOB     ((uint64_t)16 << 30)
 
 typedef struct blob_entry {
     const char *name;
@@ -164,8 +164,8 @@ fs_err fs__model_build_header(fs_model *m, fs_diag *diag)
     struct tm tm;
     char *text;
     bool ok;
-    if (gmtime_r(&now, &tm) == NULL || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ",
-                                                &tm) == 0) {
+    if (gmtime_r(&now, &tm) == NULL ||
+        strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
         snprintf(created, sizeof created, "unknown");
     }
     if (m->training_json != NULL) {
@@ -355,8 +355,8 @@ fs_err fs_model_save(const fs_model *m, const char *path, fs_diag *diag)
         fs__diag(diag, err, "write %s: %s", tmp, fs__errno_str(errno, ebuf, sizeof ebuf));
     }
     if (close(fd) != 0 && err == FS_OK) {
-        err = fs__diag(diag, FS_ERR_IO, "close %s: %s", tmp,
-                       fs__errno_str(errno, ebuf, sizeof ebuf));
+        err =
+            fs__diag(diag, FS_ERR_IO, "close %s: %s", tmp, fs__errno_str(errno, ebuf, sizeof ebuf));
     }
     if (err == FS_OK && rename(tmp, path) != 0) {
         err = fs__diag(diag, FS_ERR_IO, "rename %s to %s: %s", tmp, path,
@@ -591,8 +591,9 @@ static fs_err load_parts(const char *header, size_t hlen, const src *s, uint64_t
         !json_count(root, "n_params", (double)FS__MAX_BLOB, &n_params) ||
         !json_count(root, "n_buffers", (double)FS__MAX_BLOB, &n_buffers) ||
         !json_count(root, "flow_seed", 9007199254740992.0, &flow_seed)) {
-        err = fs__diag(diag, FS_ERR_FORMAT, "model header: bad n_dims, n_params, n_buffers or "
-                                            "flow_seed");
+        err = fs__diag(diag, FS_ERR_FORMAT,
+                       "model header: bad n_dims, n_params, n_buffers or "
+                       "flow_seed");
         goto out;
     }
     p.flow_seed = flow_seed;
@@ -604,8 +605,8 @@ static fs_err load_parts(const char *header, size_t hlen, const src *s, uint64_t
         err = parse_prep(root, &p, n_dims, diag);
     }
     if (err == FS_OK) {
-        err = fs__flow_init(&p.flow, p.spec->layers, p.spec->n_layers, (int32_t)n_dims,
-                            p.flow_seed, diag);
+        err = fs__flow_init(&p.flow, p.spec->layers, p.spec->n_layers, (int32_t)n_dims, p.flow_seed,
+                            diag);
         if (err == FS_ERR_INVALID) {
             err = FS_ERR_SHAPE;
         }
@@ -723,9 +724,8 @@ static fs_err load_src(const src *s, fs_model **out, fs_diag *diag)
     }
     total = FS__FIXED_HEADER + pad8(hlen) + blob_len + 4;
     if (s->len < total) {
-        return fs__diag(diag, FS_ERR_TRUNCATED,
-                        "model file is truncated: %llu bytes of %llu", (unsigned long long)s->len,
-                        (unsigned long long)total);
+        return fs__diag(diag, FS_ERR_TRUNCATED, "model file is truncated: %llu bytes of %llu",
+                        (unsigned long long)s->len, (unsigned long long)total);
     }
     if (s->len > total) {
         return fs__diag(diag, FS_ERR_FORMAT, "model file has %llu bytes after its end",

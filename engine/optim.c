@@ -49,8 +49,8 @@ static inline bool adam_coord(const fs__optim *o, float w, float g, float m, flo
     return isfinite(*w_out) && isfinite(*m_out) && isfinite(*v_out);
 }
 
-static inline bool sgd_coord(const fs__optim *o, float w, float g, float m, double lr,
-                             float *w_out, float *m_out)
+static inline bool sgd_coord(const fs__optim *o, float w, float g, float m, double lr, float *w_out,
+                             float *m_out)
 {
     double mn = o->momentum * (double)m + (double)g;
     double wn = (double)w - lr * o->weight_decay * (double)w - lr * mn;

@@ -16,8 +16,9 @@
 static bool get_int(const cJSON *o, const char *key, int64_t lo, int64_t hi, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
-        v->valuedouble < (double)lo || v->valuedouble > (double)hi) {
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
+        v->valuedouble > (double)hi) {
         return false;
     }
     *out = (int64_t)v->valuedouble;
@@ -35,8 +36,8 @@ static bool get_f32(const cJSON *v, float *out)
 }
 
 /* Copy a [rows][cols] nested array (cols 0: a flat vector of rows) into dst. */
-static fs_err read_matrix(const cJSON *a, int32_t rows, int32_t cols, float *dst,
-                          const char *where, fs_diag *diag)
+static fs_err read_matrix(const cJSON *a, int32_t rows, int32_t cols, float *dst, const char *where,
+                          fs_diag *diag)
 {
     int32_t i = 0;
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != rows) {
@@ -66,8 +67,8 @@ static fs_err read_matrix(const cJSON *a, int32_t rows, int32_t cols, float *dst
 }
 
 /* Build the spec: per block [explicit permutation if given] + affine coupling [H, H]. */
-static fs_err build_spec(const cJSON *blocks, int64_t D, int64_t H, double clamp,
-                         fs_spec **out, fs_diag *diag)
+static fs_err build_spec(const cJSON *blocks, int64_t D, int64_t H, double clamp, fs_spec **out,
+                         fs_diag *diag)
 {
     size_t n = 0, j = 0;
     fs_spec *s;
@@ -109,8 +110,8 @@ static fs_err build_spec(const cJSON *blocks, int64_t D, int64_t H, double clamp
                 if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
                     v->valuedouble < 0 || v->valuedouble >= (double)D) {
                     fs_spec_free(s);
-                    return fs__diag(diag, FS_ERR_FORMAT, "peer JSON: blocks[%d].perm[%d] is bad",
-                                    k, i);
+                    return fs__diag(diag, FS_ERR_FORMAT, "peer JSON: blocks[%d].perm[%d] is bad", k,
+                                    i);
                 }
                 c->perm[i] = (int32_t)v->valuedouble;
             }
@@ -151,9 +152,8 @@ static fs_err fill_params(const cJSON *blocks, const fs__flow *f, float *params,
             char where[64];
             fs_err err;
             snprintf(where, sizeof where, "blocks[%d].layers[%zu].W", k, t / 2);
-            err = read_matrix(cJSON_GetObjectItemCaseSensitive(lj, "W"), desc[t].rows,
-                              desc[t].cols, params + l->param_offset + desc[t].offset, where,
-                              diag);
+            err = read_matrix(cJSON_GetObjectItemCaseSensitive(lj, "W"), desc[t].rows, desc[t].cols,
+                              params + l->param_offset + desc[t].offset, where, diag);
             if (err != FS_OK) {
                 return err;
             }

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #define FS__CONST_REL_STD 1e-12 /* std <= this * max(1, |mean|): a constant column */
-#define FS__CONST_SCALE 1e-3    /* a constant column scores as N(mean, (1e-3 max(1,|mean|))^2) */
-#define FS__HALF_LOG_2PI 0.91893853320467274178
-#define FS__WHITEN_CHUNK 4096
+#define FS__CONST_SCALE   1e-3  /* a constant column scores as N(mean, (1e-3 max(1,|mean|))^2) */
+#define FS__HALF_LOG_2PI  0.91893853320467274178
+#define FS__WHITEN_CHUNK  4096
 
 void fs__prep_deinit(fs__prep *p)
 {
@@ -134,8 +134,7 @@ static fs_err check_value(const fs__field *f, double x, size_t row, fs_diag *dia
     }
     if (f->type == FS_FIELD_CATEGORICAL &&
         !(x == FS_LEVEL_UNKNOWN || (x >= 0 && x < (double)f->n_levels && x == floor(x)))) {
-        return fs__diag(diag, FS_ERR_INVALID, "row %zu: field %s has no level %g", row,
-                        f->name, x);
+        return fs__diag(diag, FS_ERR_INVALID, "row %zu: field %s has no level %g", row, f->name, x);
     }
     return FS_OK;
 }
@@ -287,8 +286,8 @@ out:
     return err;
 }
 
-fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size_t n,
-                    int whiten, double ridge, fs_diag *diag)
+fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size_t n, int whiten,
+                    double ridge, fs_diag *diag)
 {
     fs_err err;
     size_t d = 0;
@@ -331,8 +330,7 @@ fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size
         if (!isfinite(sd) || !isfinite(p->mean[c])) {
             fs__prep_deinit(p);
             return fs__diag(diag, FS_ERR_NUMERIC,
-                            "preprocessing: column %zu overflows (values too large to square)",
-                            c);
+                            "preprocessing: column %zu overflows (values too large to square)", c);
         }
         if (sd <= FS__CONST_REL_STD * scale) {
             p->is_const[c] = 1;
@@ -420,8 +418,8 @@ fs_err fs__prep_forward(const fs__prep *p, const fs_schema *s, const double *rec
      * depending on the rows around it, and a record must score the same in any batch (case-11).
      */
     for (size_t r = 0; p->whiten && r < n; r++) {
-        cblas_dtrmv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, (blasint)d,
-                    p->chol_inv, (blasint)d, w + r * d, 1);
+        cblas_dtrmv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, (blasint)d, p->chol_inv,
+                    (blasint)d, w + r * d, 1);
     }
     return FS_OK;
 }

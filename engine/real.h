@@ -16,26 +16,26 @@
 
 #ifdef FS_REAL_F64
 typedef double fs_real;
-#define FS_R(name) name##_f64
+#define FS_R(name)     name##_f64
 #define FS_REAL_IS_F64 1
-#define fs_gemm cblas_dgemm
-#define fs_r_exp exp
-#define fs_r_tanh tanh
-#define fs_r_log log
-#define fs_r_sqrt sqrt
-#define fs_r_fabs fabs
-#define FS_R_C(x) (x)
+#define fs_gemm        cblas_dgemm
+#define fs_r_exp       exp
+#define fs_r_tanh      tanh
+#define fs_r_log       log
+#define fs_r_sqrt      sqrt
+#define fs_r_fabs      fabs
+#define FS_R_C(x)      (x)
 #else
 typedef float fs_real;
-#define FS_R(name) name##_f32
+#define FS_R(name)     name##_f32
 #define FS_REAL_IS_F64 0
-#define fs_gemm cblas_sgemm
-#define fs_r_exp expf
-#define fs_r_tanh tanhf
-#define fs_r_log logf
-#define fs_r_sqrt sqrtf
-#define fs_r_fabs fabsf
-#define FS_R_C(x) (x##f)
+#define fs_gemm        cblas_sgemm
+#define fs_r_exp       expf
+#define fs_r_tanh      tanhf
+#define fs_r_log       logf
+#define fs_r_sqrt      sqrtf
+#define fs_r_fabs      fabsf
+#define FS_R_C(x)      (x##f)
 #endif
 
 /* In-place exp over n values. */

@@ -80,9 +80,9 @@ uint32_t fs__rng_u32(fs__rng *r)
 #define SS_MULT_A 0x931e8875u
 #define SS_INIT_B 0x8b51f9ddu
 #define SS_MULT_B 0x58f38dedu
-#define SS_MIX_L 0xca01f9ddu
-#define SS_MIX_R 0x4973f715u
-#define SS_POOL 4
+#define SS_MIX_L  0xca01f9ddu
+#define SS_MIX_R  0x4973f715u
+#define SS_POOL   4
 
 static uint32_t ss_hashmix(uint32_t value, uint32_t *hash_const)
 {

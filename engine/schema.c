@@ -125,8 +125,7 @@ static fs_err build_level_order(fs_schema *s, size_t field)
     return FS_OK;
 }
 
-fs_err fs_schema_set_levels(fs_schema *s, size_t field, const char *const *levels,
-                            size_t n_levels)
+fs_err fs_schema_set_levels(fs_schema *s, size_t field, const char *const *levels, size_t n_levels)
 {
     fs__field *f;
     fs__field tmp;
@@ -271,8 +270,8 @@ fs_err fs_schema_copy(const fs_schema *s, fs_schema **out)
     for (size_t i = 0; err == FS_OK && i < s->n_fields; i++) {
         const fs__field *f = &s->fields[i];
         if (f->type == FS_FIELD_CATEGORICAL) {
-            err = fs_schema_add_categorical(c, f->name, (const char *const *)f->levels,
-                                            f->n_levels);
+            err =
+                fs_schema_add_categorical(c, f->name, (const char *const *)f->levels, f->n_levels);
         } else {
             err = fs_schema_add_numeric(c, f->name, f->type, f->transform, f->dequantize);
         }
@@ -394,8 +393,8 @@ static fs_err parse_field(fs_schema *s, const cJSON *o, size_t index, fs_diag *d
                         "schema: fields[%zu] needs a string \"name\" and \"type\"", index);
     }
     for (const cJSON *k = o->child; k != NULL; k = k->next) {
-        static const char *const known[] = { "name", "type", "transform", "dequantize",
-                                             "levels", "description" };
+        static const char *const known[] = { "name",       "type",   "transform",
+                                             "dequantize", "levels", "description" };
         bool ok = false;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
             ok = ok || (k->string != NULL && strcmp(k->string, known[i]) == 0);
@@ -416,8 +415,7 @@ static fs_err parse_field(fs_schema *s, const cJSON *o, size_t index, fs_diag *d
                             "\"log1p\"",
                             index, name->valuestring);
         }
-        tr = strcmp(transform->valuestring, "log1p") == 0 ? FS_TRANSFORM_LOG1P
-                                                            : FS_TRANSFORM_NONE;
+        tr = strcmp(transform->valuestring, "log1p") == 0 ? FS_TRANSFORM_LOG1P : FS_TRANSFORM_NONE;
     }
     if (deq != NULL && !cJSON_IsBool(deq)) {
         return fs__diag(diag, FS_ERR_FORMAT,
@@ -459,8 +457,8 @@ static fs_err parse_field(fs_schema *s, const cJSON *o, size_t index, fs_diag *d
                 if (!cJSON_IsString(l)) {
                     fs__free(lv);
                     return fs__diag(diag, FS_ERR_FORMAT,
-                                    "schema: fields[%zu] (%s): levels[%zu] is not a string",
-                                    index, name->valuestring, j);
+                                    "schema: fields[%zu] (%s): levels[%zu] is not a string", index,
+                                    name->valuestring, j);
                 }
                 lv[j] = l->valuestring;
             }

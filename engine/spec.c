@@ -94,8 +94,8 @@ static void cfg_defaults(fs__layer_cfg *c, fs__layer_kind kind)
  * The ref-realnvp stack of bench/SPEC.md: blocks k = 0..K-1 of [numpy permutation
  * default_rng(1000 + k) when k >= 1, affine coupling with the given subnet and clamp].
  */
-static fs_err preset_realnvp(int32_t blocks, const int32_t *hidden, int32_t n_hidden,
-                             double clamp, fs_spec **out)
+static fs_err preset_realnvp(int32_t blocks, const int32_t *hidden, int32_t n_hidden, double clamp,
+                             fs_spec **out)
 {
     size_t n = (size_t)(2 * blocks - 1);
     fs_spec *s = NULL;
@@ -164,8 +164,8 @@ static bool kind_from_name(const char *name, fs__layer_kind *kind)
 /* A JSON number that is an integer in [lo, hi]. */
 static bool json_int(const cJSON *v, double lo, double hi, int64_t *out)
 {
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
-        v->valuedouble < lo || v->valuedouble > hi) {
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
         return false;
     }
     *out = (int64_t)v->valuedouble;
@@ -294,8 +294,7 @@ static fs_err parse_layer(const cJSON *o, size_t index, fs__layer_cfg *c, fs_dia
             c->momentum = k->valuedouble;
         } else if (strcmp(k->string, "eps") == 0) {
             if (!cJSON_IsNumber(k) || !(k->valuedouble > 0.0 && k->valuedouble < 1.0)) {
-                return fs__diag(diag, FS_ERR_FORMAT, "spec: %s: \"eps\" must be in (0, 1)",
-                                where);
+                return fs__diag(diag, FS_ERR_FORMAT, "spec: %s: \"eps\" must be in (0, 1)", where);
             }
             c->eps = k->valuedouble;
         } else if (strcmp(k->string, "alpha") == 0) {
@@ -318,8 +317,7 @@ static fs_err parse_preset(const cJSON *root, fs_spec **out, fs_diag *diag)
     cfg_defaults(&tmp, FS__LAYER_AFFINE_COUPLING);
     if (!cJSON_IsString(name) ||
         (strcmp(name->valuestring, "realnvp") != 0 && strcmp(name->valuestring, "default") != 0)) {
-        return fs__diag(diag, FS_ERR_FORMAT,
-                        "spec: \"preset\" must be \"realnvp\" or \"default\"");
+        return fs__diag(diag, FS_ERR_FORMAT, "spec: \"preset\" must be \"realnvp\" or \"default\"");
     }
     for (const cJSON *k = root->child; k != NULL; k = k->next) {
         if (strcmp(k->string, "preset") == 0) {
@@ -327,8 +325,7 @@ static fs_err parse_preset(const cJSON *root, fs_spec **out, fs_diag *diag)
         }
         if (strcmp(k->string, "blocks") == 0) {
             if (!json_int(k, 1, FS__PRESET_MAX_BLOCKS, &blocks)) {
-                return fs__diag(diag, FS_ERR_FORMAT,
-                                "spec: \"blocks\" must be an integer in 1..%d",
+                return fs__diag(diag, FS_ERR_FORMAT, "spec: \"blocks\" must be an integer in 1..%d",
                                 FS__PRESET_MAX_BLOCKS);
             }
         } else if (strcmp(k->string, "hidden") == 0) {
@@ -437,10 +434,9 @@ static bool layer_json(cJSON *o, const fs__layer_cfg *c, const fs__layer *resolv
         } else if (c->perm_source == FS__PERM_REVERSE) {
             ok = ok && cJSON_AddTrueToObject(o, "reverse") != NULL;
         } else {
-            ok = ok && cJSON_AddNumberToObject(o,
-                                               c->perm_source == FS__PERM_NUMPY ? "numpy_seed"
-                                                                                : "seed",
-                                               (double)c->perm_seed) != NULL;
+            ok = ok && cJSON_AddNumberToObject(
+                           o, c->perm_source == FS__PERM_NUMPY ? "numpy_seed" : "seed",
+                           (double)c->perm_seed) != NULL;
         }
         break;
     case FS__LAYER_HOUSEHOLDER:

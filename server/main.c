@@ -26,8 +26,9 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof fs_subcommands / sizeof fs_subcommands[0]; i++) {
         fprintf(out, "  %-8s %s\n", fs_subcommands[i].name, fs_subcommands[i].summary);
     }
-    fprintf(out, "\n'flowscore <command> --help' describes a command's options.\n"
-                 "flowscore %s; see flowscore(1).\n",
+    fprintf(out,
+            "\n'flowscore <command> --help' describes a command's options.\n"
+            "flowscore %s; see flowscore(1).\n",
             FS_VERSION);
 }
 

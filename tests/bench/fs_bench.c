@@ -60,8 +60,8 @@ static char *peer_json(int D, int H, int K)
     char *s = malloc(cap);
     int dims[3][2] = { { H, d1 }, { H, H }, { 2 * d2, H } };
 #define EMIT(...) len += (size_t)snprintf(s + len, cap - len, __VA_ARGS__)
-    EMIT("{\"D\":%d,\"H\":%d,\"K\":%d,\"d1\":%d,\"d2\":%d,\"clamp\":2.0,\"blocks\":[", D, H, K,
-         d1, d2);
+    EMIT("{\"D\":%d,\"H\":%d,\"K\":%d,\"d1\":%d,\"d2\":%d,\"clamp\":2.0,\"blocks\":[", D, H, K, d1,
+         d2);
     for (int k = 0; k < K; k++) {
         EMIT("%s{\"perm\":", k ? "," : "");
         if (k == 0) {
@@ -142,8 +142,9 @@ static double w1_pass(const fs_model *m, const double *x, double *lp, const opts
     double t0 = now_s();
     for (int t = 0; t < o->threads; t++) {
         size_t r0 = (size_t)t * per, n = r0 < (size_t)o->rows ? (size_t)o->rows - r0 : 0;
-        jobs[t] = (w1_job){ m, x + r0 * (size_t)o->D, n < per ? n : per, (size_t)o->batch,
-                            (size_t)o->D, lp + r0 };
+        jobs[t] = (w1_job){
+            m, x + r0 * (size_t)o->D, n < per ? n : per, (size_t)o->batch, (size_t)o->D, lp + r0
+        };
         pthread_create(&th[t], NULL, w1_worker, &jobs[t]);
     }
     for (int t = 0; t < o->threads; t++) {
@@ -219,8 +220,8 @@ static fs_trainer *make_trainer(const opts *o, const double *x, int n)
     char spec[128];
     fs_train_params p = fs_train_default_params();
     p.threads = o->threads;
-    p.whiten = 0;     /* the peer trains on the raw rows */
-    p.clip_norm = 0;  /* SPEC.md: no clipping */
+    p.whiten = 0;    /* the peer trains on the raw rows */
+    p.clip_norm = 0; /* SPEC.md: no clipping */
     p.val_fraction = 0;
     fs_schema_create(&s);
     for (int j = 0; j < o->D; j++) {
@@ -268,8 +269,8 @@ static int run_w2(const opts *o)
     printf("{\"workload\": \"W2\", \"engine\": \"flowscore\", \"samples_per_s\": %.0f, "
            "\"threads\": %d, \"D\": %d, \"H\": %d, \"K\": %d, \"batch\": %d, \"steps\": %d, "
            "\"seconds\": %.3f, \"loss_first\": %.4f, \"loss_last\": %.4f}\n",
-           (double)o->steps * o->batch / dt, o->threads, o->D, o->H, o->K, o->batch, o->steps,
-           dt, first, loss);
+           (double)o->steps * o->batch / dt, o->threads, o->D, o->H, o->K, o->batch, o->steps, dt,
+           first, loss);
     fs_trainer_free(t);
     free(x);
     free(batch);
@@ -330,12 +331,12 @@ int main(int argc, char **argv)
     for (int i = 2; i + 1 < argc; i += 2) {
         char *end;
         long v = strtol(argv[i + 1], &end, 10);
-        int *dst = !strcmp(argv[i], "--threads") ? &o.threads
-                   : !strcmp(argv[i], "--D")     ? &o.D
-                   : !strcmp(argv[i], "--H")     ? &o.H
-                   : !strcmp(argv[i], "--K")     ? &o.K
-                   : !strcmp(argv[i], "--rows")  ? &o.rows
-                   : !strcmp(argv[i], "--batch") ? &o.batch
+        int *dst = !strcmp(argv[i], "--threads")   ? &o.threads
+                   : !strcmp(argv[i], "--D")       ? &o.D
+                   : !strcmp(argv[i], "--H")       ? &o.H
+                   : !strcmp(argv[i], "--K")       ? &o.K
+                   : !strcmp(argv[i], "--rows")    ? &o.rows
+                   : !strcmp(argv[i], "--batch")   ? &o.batch
                    : !strcmp(argv[i], "--repeats") ? &o.repeats
                    : !strcmp(argv[i], "--steps")   ? &o.steps
                                                    : NULL;

@@ -21,31 +21,30 @@
 #include "flowscore.h"
 
 /* |a - b| <= tol, both finite; the message names both values and the difference. */
-#define FS_ASSERT_NEAR(a, b, tol)                                                                \
-    do {                                                                                         \
-        double fs_a_ = (double)(a), fs_b_ = (double)(b), fs_t_ = (double)(tol);                  \
-        if (!isfinite(fs_a_) || !isfinite(fs_b_) || fabs(fs_a_ - fs_b_) > fs_t_) {               \
-            fail_msg("%s = %.10g, %s = %.10g: |diff| %.3g > %.3g", #a, fs_a_, #b, fs_b_,         \
-                     fabs(fs_a_ - fs_b_), fs_t_);                                                \
-        }                                                                                        \
+#define FS_ASSERT_NEAR(a, b, tol)                                                                  \
+    do {                                                                                           \
+        double fs_a_ = (double)(a), fs_b_ = (double)(b), fs_t_ = (double)(tol);                    \
+        if (!isfinite(fs_a_) || !isfinite(fs_b_) || fabs(fs_a_ - fs_b_) > fs_t_) {                 \
+            fail_msg("%s = %.10g, %s = %.10g: |diff| %.3g > %.3g", #a, fs_a_, #b, fs_b_,           \
+                     fabs(fs_a_ - fs_b_), fs_t_);                                                  \
+        }                                                                                          \
     } while (0)
 
 /* assert_int_equal on an fs_err, naming both codes on failure. */
-#define FS_ASSERT_OK(expr)                                                                       \
-    do {                                                                                         \
-        fs_err fs_e_ = (expr);                                                                   \
-        if (fs_e_ != FS_OK) {                                                                    \
-            fail_msg("%s returned %s", #expr, fs_err_name(fs_e_));                               \
-        }                                                                                        \
+#define FS_ASSERT_OK(expr)                                                                         \
+    do {                                                                                           \
+        fs_err fs_e_ = (expr);                                                                     \
+        if (fs_e_ != FS_OK) {                                                                      \
+            fail_msg("%s returned %s", #expr, fs_err_name(fs_e_));                                 \
+        }                                                                                          \
     } while (0)
 
-#define FS_ASSERT_ERR(expr, want)                                                                \
-    do {                                                                                         \
-        fs_err fs_e_ = (expr);                                                                   \
-        if (fs_e_ != (want)) {                                                                   \
-            fail_msg("%s returned %s, expected %s", #expr, fs_err_name(fs_e_),                   \
-                     fs_err_name(want));                                                         \
-        }                                                                                        \
+#define FS_ASSERT_ERR(expr, want)                                                                  \
+    do {                                                                                           \
+        fs_err fs_e_ = (expr);                                                                     \
+        if (fs_e_ != (want)) {                                                                     \
+            fail_msg("%s returned %s, expected %s", #expr, fs_err_name(fs_e_), fs_err_name(want)); \
+        }                                                                                          \
     } while (0)
 
 /*
@@ -53,7 +52,7 @@
  * so that a constructor can be shown to return FS_ERR_NOMEM without leaking, for every N.
  */
 typedef struct fs_test_failing_alloc {
-    long fail_at;   /* 0: never fail */
+    long fail_at; /* 0: never fail */
     long calls;
     long live;
 } fs_test_failing_alloc;

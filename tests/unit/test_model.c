@@ -535,7 +535,7 @@ static void test_encode_decode_round_trip_float64(void **state)
     double x[3 * D], z[3 * D], z2[3 * D], back[3 * D], back2[3 * D];
     rows_normal(x, 3, D, 12, 1.0);
     for (int j = 0; j < D; j++) {
-        x[D + j] *= 50.0;   /* far out */
+        x[D + j] *= 50.0; /* far out */
         x[2 * D + j] *= 500.0;
     }
     FS_ASSERT_OK(fs_workspace_create(&ws));
@@ -575,8 +575,7 @@ static void test_sample_is_deterministic_per_row_and_finite(void **state)
     }
     FS_ASSERT_OK(fs_model_sample(m, ws, 10, 0.0, 1, c));
     FS_ASSERT_ERR(fs_model_sample(m, ws, 1, -1.0, 1, c), FS_ERR_INVALID);
-    FS_ASSERT_ERR(fs_model_sample(m, ws, 1, FS_SAMPLE_MAX_TEMPERATURE * 2, 1, c),
-                  FS_ERR_INVALID);
+    FS_ASSERT_ERR(fs_model_sample(m, ws, 1, FS_SAMPLE_MAX_TEMPERATURE * 2, 1, c), FS_ERR_INVALID);
     FS_ASSERT_OK(fs_model_sample(m, ws, 0, 1.0, 1, c));
     fs_workspace_free(ws);
     fs_model_unref(m);

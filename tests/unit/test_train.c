@@ -263,9 +263,9 @@ static void test_hostile_columns_train_to_finite_scores(void **state)
     uint64_t seed = 5;
     for (size_t i = 0; i < N; i++) {
         bool dup = i % 3 != 0; /* two thirds are one repeated row */
-        x[i * DIM + 0] = 64.0;                                            /* constant */
+        x[i * DIM + 0] = 64.0; /* constant */
         x[i * DIM + 1] = dup ? 1e-3 : pow(10.0, -3.0 + 12.0 * urand(&seed)); /* 1e-3 .. 1e9 */
-        x[i * DIM + 2] = dup ? 0.0 : 1e8 * urand(&seed);                  /* mostly 0 */
+        x[i * DIM + 2] = dup ? 0.0 : 1e8 * urand(&seed);                     /* mostly 0 */
         x[i * DIM + 3] = dup ? 1.0 : nrand(&seed);
     }
     fs_schema *s = numeric_schema(DIM, FS_TRANSFORM_NONE);
