@@ -39,7 +39,7 @@ static void coupling_linear_shape(const fs__layer *l, int32_t i, size_t *in, siz
     *out = i < l->n_hidden ? (size_t)l->hidden[i] : coupling_out_width(l);
 }
 
-/* A double that must lie in (lo, hi] (or (lo, inf) when hi is INFINITY) and be finite as a
+/* A double that must lie in (lo, hi] (or (lo, inf) when hi is HUGE_VAL) and be finite as a
  * float. */
 static int float_in_range(double v, double lo, double hi)
 {
@@ -50,8 +50,7 @@ static int float_in_range(double v, double lo, double hi)
     return isfinite(f) && (double)f > lo;
 }
 
-static fs_err resolve_coupling(fs__layer *l, const fs__layer_cfg *c, size_t index,
-                               fs_diag *diag)
+static fs_err resolve_coupling(fs__layer *l, const fs__layer_cfg *c, size_t index, fs_diag *diag)
 {
     const char *kind = fs__layer_kind_name(c->kind);
     int32_t d = l->n_dims;
@@ -79,7 +78,7 @@ static fs_err resolve_coupling(fs__layer *l, const fs__layer_cfg *c, size_t inde
     }
     l->d2 = d - l->d1;
     if (c->kind == FS__LAYER_AFFINE_COUPLING) {
-        if (!float_in_range(c->clamp, 0.0, INFINITY)) {
+        if (!float_in_range(c->clamp, 0.0, HUGE_VAL)) {
             return fs__diag(diag, FS_ERR_INVALID,
                             "layer %zu (%s): clamp %g must be a finite number > 0", index, kind,
                             c->clamp);
@@ -96,8 +95,8 @@ static fs_err resolve_coupling(fs__layer *l, const fs__layer_cfg *c, size_t inde
     return FS_OK;
 }
 
-static fs_err resolve_permutation(fs__layer *l, const fs__layer_cfg *c, size_t index,
-                                  uint64_t seed, fs_diag *diag)
+static fs_err resolve_permutation(fs__layer *l, const fs__layer_cfg *c, size_t index, uint64_t seed,
+                                  fs_diag *diag)
 {
     int32_t d = l->n_dims;
     fs__rng rng;
@@ -168,9 +167,8 @@ static fs_err resolve_layer(fs__layer *l, const fs__layer_cfg *c, size_t index, 
         return resolve_permutation(l, c, index, seed, diag);
     case FS__LAYER_HOUSEHOLDER:
         if (c->n_reflections < 1 || c->n_reflections > FS__MAX_REFLECTIONS) {
-            return fs__diag(diag, FS_ERR_INVALID,
-                            "layer %zu (%s): %d reflections, expected 1..%d", index, kind,
-                            (int)c->n_reflections, FS__MAX_REFLECTIONS);
+            return fs__diag(diag, FS_ERR_INVALID, "layer %zu (%s): %d reflections, expected 1..%d",
+                            index, kind, (int)c->n_reflections, FS__MAX_REFLECTIONS);
         }
         l->n_reflections = c->n_reflections;
         l->n_params = (size_t)c->n_reflections * (size_t)n_dims;
@@ -183,7 +181,7 @@ static fs_err resolve_layer(fs__layer *l, const fs__layer_cfg *c, size_t index, 
             return fs__diag(diag, FS_ERR_INVALID, "layer %zu (%s): momentum %g outside (0, 1]",
                             index, kind, c->momentum);
         }
-        if (!float_in_range(c->eps, 0.0, INFINITY)) {
+        if (!float_in_range(c->eps, 0.0, HUGE_VAL)) {
             return fs__diag(diag, FS_ERR_INVALID,
                             "layer %zu (%s): eps %g must be a finite number > 0", index, kind,
                             c->eps);
@@ -195,8 +193,8 @@ static fs_err resolve_layer(fs__layer *l, const fs__layer_cfg *c, size_t index, 
         return FS_OK;
     case FS__LAYER_LEAKY_RELU:
         if (!float_in_range(c->alpha, 0.0, 1.0)) {
-            return fs__diag(diag, FS_ERR_INVALID, "layer %zu (%s): alpha %g outside (0, 1]",
-                            index, kind, c->alpha);
+            return fs__diag(diag, FS_ERR_INVALID, "layer %zu (%s): alpha %g outside (0, 1]", index,
+                            kind, c->alpha);
         }
         l->alpha = (float)c->alpha;
         return FS_OK;
@@ -222,16 +220,14 @@ fs_err fs__flow_init(fs__flow *f, const fs__layer_cfg *cfgs, size_t n, int32_t n
     fs_err err = FS_OK;
     memset(f, 0, sizeof *f);
     if (n_dims < 1 || n_dims > FS__MAX_DIMS) {
-        return fs__diag(diag, FS_ERR_INVALID, "flow of %d dimensions, expected 1..%d",
-                        (int)n_dims, FS__MAX_DIMS);
+        return fs__diag(diag, FS_ERR_INVALID, "flow of %d dimensions, expected 1..%d", (int)n_dims,
+                        FS__MAX_DIMS);
     }
     if (n > FS__MAX_LAYERS) {
-        return fs__diag(diag, FS_ERR_INVALID, "flow of %zu layers, at most %d", n,
-                        FS__MAX_LAYERS);
+        return fs__diag(diag, FS_ERR_INVALID, "flow of %zu layers, at most %d", n, FS__MAX_LAYERS);
     }
     if (n > 0 && cfgs == NULL) {
-        return fs__diag(diag, FS_ERR_INVALID, "flow of %zu layers without their configuration",
-                        n);
+        return fs__diag(diag, FS_ERR_INVALID, "flow of %zu layers without their configuration", n);
     }
     f->n_dims = n_dims;
     if (n > 0) {
@@ -399,8 +395,8 @@ size_t fs__layer_n_tensors(const fs__layer *l)
     return 0;
 }
 
-static void set_desc(fs__tensor_desc *d, const char *name, size_t rows, size_t cols,
-                     size_t offset, int is_buffer)
+static void set_desc(fs__tensor_desc *d, const char *name, size_t rows, size_t cols, size_t offset,
+                     int is_buffer)
 {
     memset(d->name, 0, sizeof d->name);
     snprintf(d->name, sizeof d->name, "%s", name);
@@ -431,10 +427,10 @@ void fs__layer_tensors(const fs__layer *l, fs__tensor_desc *desc)
             size_t in, out;
             coupling_linear_shape(l, i, &in, &out);
             snprintf(name, sizeof name, "W%d", (int)i);
-            set_desc(&desc[2 * i], name, out, in, off, 0);
+            set_desc(&desc[2 * (size_t)i], name, out, in, off, 0);
             off += out * in;
             snprintf(name, sizeof name, "b%d", (int)i);
-            set_desc(&desc[2 * i + 1], name, out, 1, off, 0);
+            set_desc(&desc[2 * (size_t)i + 1], name, out, 1, off, 0);
             off += out;
         }
         break;

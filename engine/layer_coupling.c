@@ -26,14 +26,14 @@
  * Written as plain loops they stay scalar with a branch that ReLU mispredicts half the time:
  * 5 ns instead of 0.13 ns per element, as much time as the gemms (measured, D=32 H=128).
  */
-#define FS_BLOCK 8
+#define COUPLING_BLOCK 8
 
 /* row = max(row, 0), w values. */
 static void relu_row(fs_real *restrict row, size_t w)
 {
     size_t j = 0;
-    for (; j + FS_BLOCK <= w; j += FS_BLOCK) {
-        for (size_t k = 0; k < FS_BLOCK; k++) {
+    for (; j + COUPLING_BLOCK <= w; j += COUPLING_BLOCK) {
+        for (size_t k = 0; k < COUPLING_BLOCK; k++) {
             fs_real v = row[j + k];
             row[j + k] = v > FS_R_C(0.0) ? v : FS_R_C(0.0);
         }
@@ -49,8 +49,8 @@ static void scale_shift_row(fs_real *restrict y, const fs_real *restrict x,
                             const fs_real *restrict e, const fs_real *restrict t, size_t w)
 {
     size_t j = 0;
-    for (; j + FS_BLOCK <= w; j += FS_BLOCK) {
-        for (size_t k = 0; k < FS_BLOCK; k++) {
+    for (; j + COUPLING_BLOCK <= w; j += COUPLING_BLOCK) {
+        for (size_t k = 0; k < COUPLING_BLOCK; k++) {
             y[j + k] = x[j + k] * e[j + k] + t[j + k];
         }
     }
@@ -64,8 +64,8 @@ static void unshift_scale_row(fs_real *restrict x, const fs_real *restrict y,
                               const fs_real *restrict t, const fs_real *restrict e, size_t w)
 {
     size_t j = 0;
-    for (; j + FS_BLOCK <= w; j += FS_BLOCK) {
-        for (size_t k = 0; k < FS_BLOCK; k++) {
+    for (; j + COUPLING_BLOCK <= w; j += COUPLING_BLOCK) {
+        for (size_t k = 0; k < COUPLING_BLOCK; k++) {
             x[j + k] = (y[j + k] - t[j + k]) * e[j + k];
         }
     }
@@ -79,8 +79,8 @@ static void shift_row(fs_real *restrict y, const fs_real *restrict x, const fs_r
                       fs_real sign, size_t w)
 {
     size_t j = 0;
-    for (; j + FS_BLOCK <= w; j += FS_BLOCK) {
-        for (size_t k = 0; k < FS_BLOCK; k++) {
+    for (; j + COUPLING_BLOCK <= w; j += COUPLING_BLOCK) {
+        for (size_t k = 0; k < COUPLING_BLOCK; k++) {
             y[j + k] = x[j + k] + sign * t[j + k];
         }
     }
@@ -94,8 +94,8 @@ static void relu_grad_row(fs_real *restrict h, const fs_real *restrict g, size_t
 {
     size_t j = 0;
     /* g is loaded unconditionally: a load on one arm of ?: keeps the loop scalar */
-    for (; j + FS_BLOCK <= w; j += FS_BLOCK) {
-        for (size_t k = 0; k < FS_BLOCK; k++) {
+    for (; j + COUPLING_BLOCK <= w; j += COUPLING_BLOCK) {
+        for (size_t k = 0; k < COUPLING_BLOCK; k++) {
             fs_real gv = g[j + k];
             h[j + k] = h[j + k] > FS_R_C(0.0) ? gv : FS_R_C(0.0);
         }
@@ -113,12 +113,12 @@ static void relu_grad_row(fs_real *restrict h, const fs_real *restrict g, size_t
  */
 static void affine_grad_row(fs_real *restrict x2, fs_real *restrict dx2, fs_real *restrict s,
                             fs_real *restrict t, const fs_real *restrict y2,
-                            const fs_real *restrict dy2, const fs_real *restrict e,
-                            fs_real ld_w, fs_real inv_clamp, size_t w)
+                            const fs_real *restrict dy2, const fs_real *restrict e, fs_real ld_w,
+                            fs_real inv_clamp, size_t w)
 {
     size_t j = 0;
-    for (; j + FS_BLOCK <= w; j += FS_BLOCK) {
-        for (size_t k = 0; k < FS_BLOCK; k++) {
+    for (; j + COUPLING_BLOCK <= w; j += COUPLING_BLOCK) {
+        for (size_t k = 0; k < COUPLING_BLOCK; k++) {
             fs_real u = y2[j + k] - t[j + k]; /* = x2 exp(s) */
             fs_real q = s[j + k] * inv_clamp; /* = tanh(s_raw / clamp) */
             x2[j + k] = u * e[j + k];
@@ -244,8 +244,8 @@ static void subnet_forward(const fs__layer *l, const coupling_plan *p, const fs_
         /* d1 = 0 (one dimension): no input, so the first layer is its bias alone. */
         if (p->in[i] > 0) {
             fs_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)w, (int)p->in[i],
-                    FS_R_C(1.0), in, (int)ld_in, par + p->w_off[i], (int)p->in[i], FS_R_C(1.0),
-                    h, (int)w);
+                    FS_R_C(1.0), in, (int)ld_in, par + p->w_off[i], (int)p->in[i], FS_R_C(1.0), h,
+                    (int)w);
         }
         if (hidden) {
             for (size_t r = 0; r < n; r++) {
@@ -370,9 +370,9 @@ fs_err FS_R(fs__coupling_inverse)(const fs__layer *l, const fs__layer_ctx *c, co
  * (the subnet's share is added later by gemm) and dx2, and turn the subnet output o into
  * dL/do in place (affine: [dL/ds_raw, dL/dt]; additive: dL/dt).
  */
-static void coupling_backward_sweep(const fs__layer *l, fs_real *o_all, size_t w,
-                                    const fs_real *y, const fs_real *dy, size_t n, fs_real ld_w,
-                                    fs_real *x, fs_real *dx)
+static void coupling_backward_sweep(const fs__layer *l, fs_real *o_all, size_t w, const fs_real *y,
+                                    const fs_real *dy, size_t n, fs_real ld_w, fs_real *x,
+                                    fs_real *dx)
 {
     size_t d = (size_t)l->n_dims, d1 = (size_t)l->d1, d2 = (size_t)l->d2;
     const fs_real clamp = (fs_real)l->clamp, inv_clamp = FS_R_C(1.0) / clamp;
@@ -402,8 +402,7 @@ static void coupling_backward_sweep(const fs__layer *l, fs_real *o_all, size_t w
 }
 
 /* db += colsum(g) for g: n x w (one gemv against the ones in scratch). */
-static void add_column_sums(const fs_real *g, size_t n, size_t w, const fs_real *ones,
-                            fs_real *db)
+static void add_column_sums(const fs_real *g, size_t n, size_t w, const fs_real *ones, fs_real *db)
 {
 #if FS_REAL_IS_F64
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)w, 1.0, g, (int)w, ones, 1, 1.0, db, 1);
@@ -440,8 +439,7 @@ fs_err FS_R(fs__coupling_backward)(const fs__layer *l, const fs__layer_ctx *c, c
     }
     subnet_forward(l, &p, par, y, n, scratch);
     int32_t k = p.n_linear - 1;
-    coupling_backward_sweep(l, scratch + p.act[k], p.out[k], y, dy, n, (fs_real)ld_weight, x,
-                            dx);
+    coupling_backward_sweep(l, scratch + p.act[k], p.out[k], y, dy, n, (fs_real)ld_weight, x, dx);
     /* Back through the subnet, from dL/d(pre-activation of layer k) in act[k]. */
     for (; k >= 0; k--) {
         fs_real *dpre = scratch + p.act[k];
@@ -454,8 +452,7 @@ fs_err FS_R(fs__coupling_backward)(const fs__layer *l, const fs__layer_ctx *c, c
         }
         /* dW_k += dpre^T in_act (both n rows) */
         fs_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, FS_R_C(1.0),
-                dpre, (int)out, in_act, (int)ld_in, FS_R_C(1.0), dparams + p.w_off[k],
-                (int)in);
+                dpre, (int)out, in_act, (int)ld_in, FS_R_C(1.0), dparams + p.w_off[k], (int)in);
         if (k == 0) {
             /* dx1 += dpre W_0 (dx1 already holds dy1) */
             fs_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out,

@@ -12,6 +12,9 @@
 
 #include <string.h>
 
+/* fs_real elements that hold one double (scratch is counted in fs_real elements). */
+#define FS_REALS_PER_DOUBLE (FS_REAL_IS_F64 ? 1u : 2u)
+
 /* |v|^2 below this is treated as the zero vector: that reflection is the identity. */
 #define FS_HH_TINY 1e-24
 
@@ -27,7 +30,7 @@ static size_t block_elems(size_t n, size_t w)
 /* Scratch: m x n_dims doubles (backward accumulators), then m x n_dims unit vectors. */
 static size_t hh_acc_elems(const fs__layer *l)
 {
-    return block_elems(l->n_params, sizeof(double) / sizeof(fs_real));
+    return block_elems(l->n_params, FS_REALS_PER_DOUBLE);
 }
 
 /* fs_real elements of scratch: independent of n (2 or 3 x n_reflections x n_dims). */
@@ -81,8 +84,8 @@ static fs_real reflect(fs_real *a, const fs_real *vh, size_t d)
  * y = H_m ... H_1 x (reflection 0 first); log_det unchanged (orthogonal). x, y: n x n_dims,
  * distinct; params: V, n_reflections x n_dims. scratch: fs__householder_scratch. Never fails.
  */
-fs_err FS_R(fs__householder_forward)(const fs__layer *l, const fs__layer_ctx *c,
-                                     const fs_real *x, size_t n, fs_real *y, double *log_det)
+fs_err FS_R(fs__householder_forward)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *x,
+                                     size_t n, fs_real *y, double *log_det)
 {
     size_t d = (size_t)l->n_dims, m = (size_t)l->n_reflections;
     (void)log_det;
@@ -101,8 +104,8 @@ fs_err FS_R(fs__householder_forward)(const fs__layer *l, const fs__layer_ctx *c,
 }
 
 /* x = H_1 ... H_m y (each H_i is its own inverse; last reflection first). Never fails. */
-fs_err FS_R(fs__householder_inverse)(const fs__layer *l, const fs__layer_ctx *c,
-                                     const fs_real *y, size_t n, fs_real *x, double *log_det)
+fs_err FS_R(fs__householder_inverse)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *y,
+                                     size_t n, fs_real *x, double *log_det)
 {
     size_t d = (size_t)l->n_dims, m = (size_t)l->n_reflections;
     (void)log_det;
@@ -127,10 +130,9 @@ fs_err FS_R(fs__householder_inverse)(const fs__layer *l, const fs__layer_ctx *c,
  * and mapped through the normalisation at the end: dL/dv = (I - v^ v^^T) dL/dv^ / |v|.
  * dparams: n_reflections x n_dims, added to. The log-det is 0, so ld_weight adds nothing.
  */
-fs_err FS_R(fs__householder_backward)(const fs__layer *l, const fs__layer_ctx *c,
-                                      const fs_real *y, const fs_real *dy, size_t n,
-                                      double ld_weight, fs_real *x, fs_real *dx,
-                                      fs_real *dparams)
+fs_err FS_R(fs__householder_backward)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *y,
+                                      const fs_real *dy, size_t n, double ld_weight, fs_real *x,
+                                      fs_real *dx, fs_real *dparams)
 {
     size_t d = (size_t)l->n_dims, m = (size_t)l->n_reflections;
     double *acc = c->scratch;

@@ -13,6 +13,9 @@
 
 #include <string.h>
 
+/* fs_real elements that hold one double (scratch is counted in fs_real elements). */
+#define FS_REALS_PER_DOUBLE (FS_REAL_IS_F64 ? 1u : 2u)
+
 static size_t block_elems(size_t n, size_t w)
 {
     size_t k = fs__mul_size(n, w);
@@ -25,7 +28,7 @@ static size_t block_elems(size_t n, size_t w)
 /* Scratch of both layers: 4 x n_dims doubles, then 6 x n_dims fs_real column constants. */
 static size_t norm_double_elems(const fs__layer *l)
 {
-    return block_elems(4 * (size_t)l->n_dims, sizeof(double) / sizeof(fs_real));
+    return block_elems(4 * (size_t)l->n_dims, FS_REALS_PER_DOUBLE);
 }
 
 static size_t norm_scratch(const fs__layer *l)
@@ -325,9 +328,9 @@ fs_err FS_R(fs__batchnorm_inverse)(const fs__layer *l, const fs__layer_ctx *c, c
  * dx = (dx^ - mean(dx^) - x^ mean(dx^ x^) + ld_weight x^) / sigma with dx^ = dy gamma.
  * Errors: FS_ERR_INVALID when training without batch_stats.
  */
-fs_err FS_R(fs__batchnorm_backward)(const fs__layer *l, const fs__layer_ctx *c,
-                                    const fs_real *y, const fs_real *dy, size_t n,
-                                    double ld_weight, fs_real *x, fs_real *dx, fs_real *dparams)
+fs_err FS_R(fs__batchnorm_backward)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *y,
+                                    const fs_real *dy, size_t n, double ld_weight, fs_real *x,
+                                    fs_real *dx, fs_real *dparams)
 {
     size_t d = (size_t)l->n_dims;
     const float *lg = c->params, *beta = c->params + d;

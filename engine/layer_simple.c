@@ -21,8 +21,8 @@ size_t FS_R(fs__permutation_scratch)(const fs__layer *l, size_t n)
  * y[i][j] = x[i][perm[j]]; log_det unchanged (a permutation has |det| 1).
  * x, y: n x n_dims, distinct. Never fails.
  */
-fs_err FS_R(fs__permutation_forward)(const fs__layer *l, const fs__layer_ctx *c,
-                                     const fs_real *x, size_t n, fs_real *y, double *log_det)
+fs_err FS_R(fs__permutation_forward)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *x,
+                                     size_t n, fs_real *y, double *log_det)
 {
     size_t d = (size_t)l->n_dims;
     const int32_t *perm = l->perm;
@@ -39,8 +39,8 @@ fs_err FS_R(fs__permutation_forward)(const fs__layer *l, const fs__layer_ctx *c,
 }
 
 /* x[i][perm[j]] = y[i][j], i.e. x[i][j] = y[i][inv_perm[j]]. Never fails. */
-fs_err FS_R(fs__permutation_inverse)(const fs__layer *l, const fs__layer_ctx *c,
-                                     const fs_real *y, size_t n, fs_real *x, double *log_det)
+fs_err FS_R(fs__permutation_inverse)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *y,
+                                     size_t n, fs_real *x, double *log_det)
 {
     size_t d = (size_t)l->n_dims;
     const int32_t *inv = l->inv_perm;
@@ -60,10 +60,9 @@ fs_err FS_R(fs__permutation_inverse)(const fs__layer *l, const fs__layer_ctx *c,
  * Reversible backward: x = P^-1 y and dx = P^T dy (the same gather). No parameters, no
  * log-det term. Never fails.
  */
-fs_err FS_R(fs__permutation_backward)(const fs__layer *l, const fs__layer_ctx *c,
-                                      const fs_real *y, const fs_real *dy, size_t n,
-                                      double ld_weight, fs_real *x, fs_real *dx,
-                                      fs_real *dparams)
+fs_err FS_R(fs__permutation_backward)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *y,
+                                      const fs_real *dy, size_t n, double ld_weight, fs_real *x,
+                                      fs_real *dx, fs_real *dparams)
 {
     (void)ld_weight;
     (void)dparams;
@@ -135,9 +134,9 @@ fs_err FS_R(fs__leaky_relu_inverse)(const fs__layer *l, const fs__layer_ctx *c, 
  * Reversible backward: x = f^-1(y), dx = dy (x >= 0) or alpha dy (x < 0). The log-det is
  * piecewise constant, so it adds no gradient. Never fails.
  */
-fs_err FS_R(fs__leaky_relu_backward)(const fs__layer *l, const fs__layer_ctx *c,
-                                     const fs_real *y, const fs_real *dy, size_t n,
-                                     double ld_weight, fs_real *x, fs_real *dx, fs_real *dparams)
+fs_err FS_R(fs__leaky_relu_backward)(const fs__layer *l, const fs__layer_ctx *c, const fs_real *y,
+                                     const fs_real *dy, size_t n, double ld_weight, fs_real *x,
+                                     fs_real *dx, fs_real *dparams)
 {
     size_t d = (size_t)l->n_dims;
     const fs_real alpha = (fs_real)l->alpha;

@@ -276,9 +276,9 @@ fs_err FS_R(fs__flow_inverse)(const fs__flow *f, const float *params, const floa
  * indexed by layer position; entries of other layers are untouched). ActNorm layers are used
  * as they are (initialise them first with fs__actnorm_init). Errors as fs__flow_forward.
  */
-fs_err FS_R(fs__flow_forward_train)(const fs__flow *f, const float *params,
-                                    const float *buffers, double *batch_stats, void *scratch,
-                                    const fs_real *x, size_t n, fs_real *z, double *log_det)
+fs_err FS_R(fs__flow_forward_train)(const fs__flow *f, const float *params, const float *buffers,
+                                    double *batch_stats, void *scratch, const fs_real *x, size_t n,
+                                    fs_real *z, double *log_det)
 {
     if (batch_stats == NULL) {
         return FS_ERR_INVALID;
@@ -324,10 +324,10 @@ fs_err FS_R(fs__flow_backward)(const fs__flow *f, const float *params, const flo
         fs_real *xo = i == 0 ? x : ys[k % 2], *dxo = i == 0 ? dx : dys[k % 2];
         /* The layers only read batch_stats in the backward; the context has one pointer type
          * for both directions, so the const is dropped through uintptr_t (-Wcast-qual). */
-        fs__layer_ctx c = layer_ctx(f, i, params, buffers, s + p.layer,
-                                    (double *)(uintptr_t)batch_stats);
-        fs_err err =
-            FS_R(fs__layer_backward)(l, &c, y, dy, n, ld_weight, xo, dxo, dparams + l->param_offset);
+        fs__layer_ctx c =
+            layer_ctx(f, i, params, buffers, s + p.layer, (double *)(uintptr_t)batch_stats);
+        fs_err err = FS_R(fs__layer_backward)(l, &c, y, dy, n, ld_weight, xo, dxo,
+                                              dparams + l->param_offset);
         if (err != FS_OK) {
             return err;
         }

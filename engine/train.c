@@ -286,7 +286,7 @@ double fs__train_eval_nll(fs_trainer *t, const float *x, const double *extra, si
         memset(ld, 0, m * sizeof *ld);
         if (fs__flow_forward_f32(&t->flow, t->params, t->buffers, s32, x + r0 * d, m, z, ld) !=
             FS_OK) {
-            sum = NAN;
+            sum = (double)NAN;
             goto out;
         }
         for (size_t r = 0; r < m; r++) {
@@ -517,7 +517,7 @@ static fs_err gather(fs_trainer *t, const size_t *idx, size_t n, fs_diag *diag)
 fs_err fs_trainer_step(fs_trainer *t, const double *records, size_t n_rows, double *loss)
 {
     fs_err err;
-    *loss = NAN;
+    *loss = (double)NAN;
     if (n_rows == 0) {
         return FS_ERR_INVALID;
     }
@@ -579,7 +579,7 @@ static void fill_progress(const fs_trainer *t, fs_train_progress *pr, int32_t ep
     pr->rows_per_epoch = (int64_t)t->n_train;
     pr->train_nll =
         t->epoch_loss_rows > 0 ? t->epoch_loss_sum / (double)t->epoch_loss_rows : (double)NAN;
-    pr->val_nll = NAN;
+    pr->val_nll = (double)NAN;
     pr->best_val_nll = t->report.best_val_nll;
     pr->best_epoch = t->report.best_epoch;
     pr->elapsed_s = now_s() - t0;

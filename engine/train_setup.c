@@ -340,8 +340,8 @@ static fs_err trainer_finish_setup(fs_trainer *t, const double *records, size_t 
     constant_fields_report(t);
     t->report.train_rows = (int64_t)t->n_train;
     t->report.val_rows = (int64_t)t->n_val;
-    t->report.best_val_nll = NAN;
-    t->report.final_train_nll = NAN;
+    t->report.best_val_nll = (double)NAN;
+    t->report.final_train_nll = (double)NAN;
     return err;
 }
 
