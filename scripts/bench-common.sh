@@ -8,6 +8,22 @@ PEER_PY=/usr/bin/python3
 PEER="$SHARED/bench/peer_torch.py"
 RUNS=${FS_BENCH_RUNS:-3}
 
+# OpenBLAS picks its kernels from the CPU it recognises. 0.3.21 takes some recent CPUs (e.g.
+# Sapphire Rapids under a hypervisor) for a Prescott and runs SSE3 kernels, about 3x slower.
+# FS_BENCH_CORETYPE (e.g. Haswell, SkylakeX, Zen) sets OPENBLAS_CORETYPE for flowscore and the
+# peer alike; the core in use is printed either way.
+if [ -n "${FS_BENCH_CORETYPE:-}" ]; then
+    export OPENBLAS_CORETYPE=$FS_BENCH_CORETYPE
+fi
+openblas_core() {
+    "$PEER_PY" -c 'import ctypes
+l = ctypes.CDLL("libopenblas.so.0")
+l.openblas_get_corename.restype = ctypes.c_char_p
+print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown
+}
+OPENBLAS_CORE=$(openblas_core)
+echo "bench: OpenBLAS kernels: $OPENBLAS_CORE" >&2
+
 bench_build() {
     if [ ! -x "$BUILD/tests/fs_bench" ]; then
         cmake -S "$FS_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null

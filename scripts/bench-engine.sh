@@ -39,22 +39,23 @@ if [ "$have_peer" = 1 ]; then
     peer1=$(median rows_per_s "$OUT/peer_1.jsonl")
     peer2=$(median rows_per_s "$OUT/peer_2.jsonl")
 fi
-"$PEER_PY" - "$fs1" "$fs2" "$peer1" "$peer2" "$bound1" "$bound2" "$RUNS" <<'PY'
+"$PEER_PY" - "$fs1" "$fs2" "$peer1" "$peer2" "$bound1" "$bound2" "$RUNS" "$OPENBLAS_CORE" <<'PY'
 import json, sys
 def num(s):
     return None if s == "null" else float(s)
 fs1, fs2, p1, p2, b1, b2 = (num(s) for s in sys.argv[1:7])
-runs = int(sys.argv[7])
+runs, core = int(sys.argv[7]), sys.argv[8]
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else round(a / b, 3)
-print(f"W1 batch scoring, D=32 H=128 K=8, median of {runs} interleaved runs (rows/s)")
+print(f"W1 batch scoring, D=32 H=128 K=8, median of {runs} interleaved runs (rows/s); "
+      f"OpenBLAS {core} kernels")
 print(f"{'threads':>8} {'flowscore':>11} {'peer':>11} {'x peer':>7} {'sgemm bound':>12} {'of bound':>9}")
 for t, f, p, b in ((1, fs1, p1, b1), (2, fs2, p2, b2)):
     fmt = lambda v: "-" if v is None else f"{v:,.0f}"
     r, rb = ratio(f, p), ratio(f, b)
     print(f"{t:>8} {fmt(f):>11} {fmt(p):>11} {('-' if r is None else r):>7} {fmt(b):>12} "
           f"{('-' if rb is None else rb):>9}")
-print(json.dumps({"workload": "W1", "runs": runs, "rows_per_s_1t": fs1, "rows_per_s_2t": fs2,
+print(json.dumps({"workload": "W1", "runs": runs, "openblas_core": core, "rows_per_s_1t": fs1, "rows_per_s_2t": fs2,
                   "peer_rows_per_s_1t": p1, "peer_rows_per_s_2t": p2,
                   "sgemm_bound_rows_per_s": b1, "sgemm_bound_rows_per_s_2t": b2,
                   "ratio_peer_1t": ratio(fs1, p1), "ratio_peer_2t": ratio(fs2, p2),

@@ -78,7 +78,14 @@ def main():
                     help="cap on training rows per ADBench set (NSL-KDD uses all normal rows)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peer", action="store_true", help="also run peer_torch.py quality")
+    ap.add_argument("--config", action="append", default=[], metavar="NAME=ARGS",
+                    help="an extra configuration: train arguments, e.g. "
+                         "'lr4=--lr 1e-4 --epochs 5' (repeatable)")
     a = ap.parse_args()
+    for c in a.config:
+        name, _, args = c.partition("=")
+        CONFIGS[name] = args.split()
+        a.configs += "," + name
     if not os.path.isdir(os.path.join(SHARED, "data")):
         print(f"bench-quality: {SHARED}/data not found", file=sys.stderr)
         return 1

@@ -36,11 +36,11 @@ for f in fs_w2_1 fs_w2_2 peer_w2_1 peer_w2_2; do
         args+=(null)
     fi
 done
-"$PEER_PY" - "$OUT" "$RUNS" "${args[@]}" <<'PY'
+"$PEER_PY" - "$OUT" "$RUNS" "$OPENBLAS_CORE" "${args[@]}" <<'PY'
 import json, os, sys
-out, runs = sys.argv[1], int(sys.argv[2])
+out, runs, core = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 num = lambda s: None if s == "null" else float(s)
-fs1, fs2, p1, p2 = (num(s) for s in sys.argv[3:7])
+fs1, fs2, p1, p2 = (num(s) for s in sys.argv[4:8])
 def load(name):
     path = os.path.join(out, name)
     return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
@@ -48,14 +48,15 @@ fs_w3 = {r["K"]: r for r in load("fs_w3.jsonl")}
 peer_w3 = {r["K"]: r for r in load("peer_w3.jsonl")}
 ratio = lambda a, b: None if a is None or b in (None, 0) else round(a / b, 3)
 fmt = lambda v: "-" if v is None else f"{v:,.0f}"
-print(f"W2 training, D=32 H=128 K=8, batch 256, median of {runs} interleaved runs (samples/s)")
+print(f"W2 training, D=32 H=128 K=8, batch 256, median of {runs} interleaved runs (samples/s); "
+      f"OpenBLAS {core} kernels")
 print(f"{'threads':>8} {'flowscore':>11} {'peer':>11} {'x peer':>7}")
 for t, f, p in ((1, fs1, p1), (2, fs2, p2)):
     r = ratio(f, p)
     print(f"{t:>8} {fmt(f):>11} {fmt(p):>11} {('-' if r is None else r):>7}")
 print("W3 training peak RSS, batch 1024, 1 thread (MiB); activations = peak - 16 B x params")
 print(f"{'K':>5} {'flowscore':>10} {'activations':>12} {'peer peak':>10} {'peer delta':>11}")
-res = {"workload": "W2+W3", "runs": runs, "samples_per_s": fs1, "samples_per_s_2t": fs2,
+res = {"workload": "W2+W3", "runs": runs, "openblas_core": core, "samples_per_s": fs1, "samples_per_s_2t": fs2,
        "peer_samples_per_s": p1, "peer_samples_per_s_2t": p2, "ratio_peer_1t": ratio(fs1, p1)}
 for K in (8, 32, 128):
     f, p = fs_w3.get(K), peer_w3.get(K)
