@@ -334,9 +334,9 @@ typedef enum fs_optimizer { FS_OPT_ADAM = 0, FS_OPT_SGD } fs_optimizer;
 typedef enum fs_lr_schedule { FS_LR_CONSTANT = 0, FS_LR_COSINE, FS_LR_STEP } fs_lr_schedule;
 
 typedef struct fs_train_params {
-    int32_t epochs;              /* maximum passes over the training rows (30) */
+    int32_t epochs;              /* maximum passes over the training rows (5) */
     int32_t batch_size;          /* rows per step (256) */
-    double lr;                   /* initial learning rate (1e-3) */
+    double lr;                   /* initial learning rate (1e-4) */
     fs_optimizer optimizer;      /* FS_OPT_ADAM */
     double beta1, beta2, eps;    /* Adam (0.9, 0.999, 1e-8) */
     double momentum;             /* SGD momentum (0.9) */

@@ -17,9 +17,9 @@ fs_train_params fs_train_default_params(void)
 {
     fs_train_params p;
     memset(&p, 0, sizeof p);
-    p.epochs = 30;
+    p.epochs = 5; /* lr and epochs chosen by scripts/bench-quality.py (README) */
     p.batch_size = 256;
-    p.lr = 1e-3;
+    p.lr = 1e-4;
     p.optimizer = FS_OPT_ADAM;
     p.beta1 = 0.9;
     p.beta2 = 0.999;

@@ -49,7 +49,7 @@ static const char fs_train_usage[] =
     "  --threshold-quantile Q   anomaly threshold quantile of calibration scores (0.99)\n"
     "  --low-quantile Q         lower 'atypical' quantile, 0 disables (0)\n"
     "training:\n"
-    "  --epochs N (30)  --batch N (256)  --lr X (0.001)  --seed N (0)  --threads N (1)\n"
+    "  --epochs N (5)  --batch N (256)  --lr X (0.0001)  --seed N (0)  --threads N (1)\n"
     "  --val-fraction F (0.1)  --patience N (5)  --optimizer adam|sgd (adam)\n"
     "  --momentum X (0.9)  --weight-decay X (0)  --clip-norm X (10, 0 disables)\n"
     "  --schedule constant|cosine|step (constant)\n"

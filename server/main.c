@@ -1,6 +1,8 @@
 /* main.c: the flowscore binary dispatches to its subcommands (cmd.h). */
 #include "cmd.h"
 
+#include <cblas.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +49,12 @@ int main(int argc, char **argv)
         printf("flowscore %s\n", FS_VERSION);
         return 0;
     }
+    /*
+     * Every command gets its parallelism from its own threads (serve: the worker pool; train:
+     * --threads); OpenBLAS threads on top would oversubscribe the cores and serialise
+     * concurrent calls (serving.md, pitfall 15).
+     */
+    openblas_set_num_threads(1);
     for (size_t i = 0; i < sizeof fs_subcommands / sizeof fs_subcommands[0]; i++) {
         if (strcmp(argv[1], fs_subcommands[i].name) == 0) {
             return fs_subcommands[i].run(argc - 1, argv + 1);

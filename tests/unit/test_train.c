@@ -240,6 +240,7 @@ static void test_training_beats_the_gaussian_on_a_mixture(void **state)
     fs_model *gauss = train(s, sp, &p, x, N, NULL);
     p.epochs = 40;
     p.patience = 40;
+    p.lr = 1e-3;
     fs_train_report rep;
     fs_model *flow = train(s, sp, &p, x, N, &rep);
     double lg = mean_log_prob(gauss, held, 2000), lf = mean_log_prob(flow, held, 2000);
