@@ -61,7 +61,7 @@ def test_help_and_usage_errors():
         h.check(p.returncode == 2 and "unknown option '--bogus'" in p.stderr,
                 "%s --bogus: %d %r" % (c, p.returncode, p.stderr))
     bad = [
-        ["train", "--data", "x.csv", "--out", "m.fsm", "--epochs", "0"],
+        ["train", "--data", "x.csv", "--out", "m.fsm", "--epochs", "-1"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--epochs", "abc"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--lr", "nan"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--lr", "1e999"],

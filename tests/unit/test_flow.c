@@ -556,8 +556,12 @@ static void check_batch_independence(const lh_model *m, const char *what)
     }
     print_message("    %s: one row vs a batch of 300: max rel. diff z %.3g, log-det %.3g\n", what,
                   worst, worst_ld);
-    assert_true(worst <= 1e-6);
-    assert_true(worst_ld <= 1e-6);
+    /*
+     * Unpadded, a lone row may take other BLAS micro-kernels than a batch, so float32 rounding
+     * differs slightly; fs_model_score pads every pass and is bit-identical (test_model.c).
+     */
+    assert_true(worst <= 1e-5);
+    assert_true(worst_ld <= 1e-5);
     free(x);
     free(z);
     free(xd);
