@@ -33,6 +33,11 @@ bool fs__name_ok(const char *s, size_t len);
 bool fs__schema_equal(const fs_schema *a, const fs_schema *b);
 
 struct cJSON;
+/*
+ * Print root unformatted into *out (engine allocator; free with fs__free) and delete root, in
+ * every case. root NULL (an earlier allocation failed) gives FS_ERR_NOMEM.
+ */
+fs_err fs__json_take_text(struct cJSON *root, char **out);
 /* The schema as a cJSON object ({"fields": [...]}), or NULL when out of memory. */
 struct cJSON *fs__schema_json(const fs_schema *s);
 /* Parse a {"fields": [...]} object. Errors: FS_ERR_FORMAT naming the field, FS_ERR_NOMEM. */

@@ -162,7 +162,6 @@ fs_err fs__model_build_header(fs_model *m, fs_diag *diag)
     char created[32];
     time_t now = time(NULL);
     struct tm tm;
-    char *text;
     bool ok;
     if (gmtime_r(&now, &tm) == NULL ||
         strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
@@ -201,14 +200,7 @@ fs_err fs__model_build_header(fs_model *m, fs_diag *diag)
         cJSON_Delete(root);
         return FS_ERR_NOMEM;
     }
-    text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (text == NULL) {
-        return FS_ERR_NOMEM;
-    }
-    m->header_json = fs__strdup(text);
-    cJSON_free(text);
-    return m->header_json == NULL ? FS_ERR_NOMEM : FS_OK;
+    return fs__json_take_text(root, &m->header_json);
 }
 
 /* ---- writing ---- */

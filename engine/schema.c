@@ -360,9 +360,8 @@ struct cJSON *fs__schema_json(const fs_schema *s)
     return root;
 }
 
-fs_err fs_schema_format_json(const fs_schema *s, char **out)
+fs_err fs__json_take_text(struct cJSON *root, char **out)
 {
-    cJSON *root = fs__schema_json(s);
     char *text;
     *out = NULL;
     if (root == NULL) {
@@ -376,6 +375,11 @@ fs_err fs_schema_format_json(const fs_schema *s, char **out)
     *out = fs__strdup(text);
     cJSON_free(text);
     return *out == NULL ? FS_ERR_NOMEM : FS_OK;
+}
+
+fs_err fs_schema_format_json(const fs_schema *s, char **out)
+{
+    return fs__json_take_text(fs__schema_json(s), out);
 }
 
 /* Parse one field object into s; non-feature types are skipped. */

@@ -481,18 +481,5 @@ struct cJSON *fs__spec_json(const fs_spec *spec, const fs__flow *resolved)
 
 fs_err fs_spec_format_json(const fs_spec *spec, char **out)
 {
-    cJSON *root = fs__spec_json(spec, NULL);
-    char *text;
-    *out = NULL;
-    if (root == NULL) {
-        return FS_ERR_NOMEM;
-    }
-    text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (text == NULL) {
-        return FS_ERR_NOMEM;
-    }
-    *out = fs__strdup(text);
-    cJSON_free(text);
-    return *out == NULL ? FS_ERR_NOMEM : FS_OK;
+    return fs__json_take_text(fs__spec_json(spec, NULL), out);
 }

@@ -457,7 +457,7 @@ static char *training_json(const fs_trainer *t, const char *calib_rows)
     static const char *const sched[] = { "constant", "cosine", "step" };
     cJSON *o = cJSON_CreateObject(), *cf = cJSON_AddArrayToObject(o, "constant_fields");
     cJSON *pp = cJSON_AddObjectToObject(o, "params");
-    char *text = NULL, *out = NULL;
+    char *out = NULL;
     char names[sizeof r->constant_fields];
     memcpy(names, r->constant_fields, sizeof names);
     for (char *s = names; cf != NULL && *s != '\0';) {
@@ -510,12 +510,7 @@ static char *training_json(const fs_trainer *t, const char *calib_rows)
     cJSON_AddBoolToObject(pp, "whiten", p->whiten);
     cJSON_AddNumberToObject(pp, "threshold_quantile", p->threshold_quantile);
     cJSON_AddNumberToObject(pp, "low_quantile", p->low_quantile);
-    text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (text != NULL) {
-        out = fs__strdup(text);
-        cJSON_free(text);
-    }
+    (void)fs__json_take_text(o, &out);
     return out;
 }
 
