@@ -514,7 +514,7 @@ static void test_score_clamps_and_flags_extreme_inputs(void **state)
     assert_true(s[1].score > s[0].score);
     assert_true(s[2].score > s[1].score);
     /* a NaN input is refused, never scored */
-    x[0] = NAN;
+    x[0] = (double)NAN;
     FS_ASSERT_ERR(fs_model_score(m, ws, x, 1, s), FS_ERR_NUMERIC);
     /* an unreserved workspace is refused */
     fs_workspace *empty = NULL;
@@ -549,7 +549,7 @@ static void test_encode_decode_round_trip_float64(void **state)
     for (int i = 0; i < 3 * D; i++) {
         FS_ASSERT_NEAR(back[i], x[i], 1e-6 * (1.0 + fabs(x[i])));
     }
-    z[4] = INFINITY;
+    z[4] = (double)INFINITY;
     FS_ASSERT_ERR(fs_model_decode(m, ws, z, 3, back), FS_ERR_NUMERIC);
     fs_workspace_free(ws);
     fs_model_unref(m);

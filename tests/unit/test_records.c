@@ -330,9 +330,9 @@ static void test_format_double_round_trips(void **state)
 {
     (void)state;
     char buf[40];
-    assert_int_equal(fs_format_double(NAN, buf, sizeof buf), 0);
-    assert_int_equal(fs_format_double(INFINITY, buf, sizeof buf), 0);
-    assert_int_equal(fs_format_double(-INFINITY, buf, sizeof buf), 0);
+    assert_int_equal(fs_format_double((double)NAN, buf, sizeof buf), 0);
+    assert_int_equal(fs_format_double((double)INFINITY, buf, sizeof buf), 0);
+    assert_int_equal(fs_format_double(-(double)INFINITY, buf, sizeof buf), 0);
     assert_int_equal(fs_format_double(0.1, buf, sizeof buf), 3);
     assert_string_equal(buf, "0.1");
     fs_format_double(-0.0, buf, sizeof buf);
@@ -360,7 +360,7 @@ static void test_format_double_round_trips(void **state)
     fs_strbuf_init(&b, 8);
     fs_strbuf_put_double(&b, 1.5);
     assert_false(b.nonfinite);
-    fs_strbuf_put_double(&b, NAN);
+    fs_strbuf_put_double(&b, (double)NAN);
     assert_true(b.nonfinite);
     fs_strbuf_free(&b);
 }
@@ -405,7 +405,7 @@ static void test_put_record_refuses_bad_values(void **state)
     fs_strbuf b;
     double ok[] = { 1.5, 2, 1, 0 };
     double bad_level[] = { 1.5, 2, 2, 0 };
-    double bad_num[] = { NAN, 2, 1, 0 };
+    double bad_num[] = { (double)NAN, 2, 1, 0 };
     fs_strbuf_init(&b, 16);
     assert_int_equal(fs_strbuf_put_record(&b, s, ok), 0);
     assert_string_equal(b.p, "{\"bytes\":1.5,\"pkts\":2,\"proto\":\"udp\",\"flag\":0}");
