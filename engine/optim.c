@@ -70,25 +70,31 @@ static inline bool sgd_coord(const fs__optim *o, float w, float g, float m, doub
 }
 
 /* True when every |g| and |w| is small enough for the single float32 pass. */
-static bool safe_inputs(const float *params, const float *g, size_t n)
+static bool safe_inputs(const float *restrict params, const float *restrict g, size_t n)
 {
     float gmax = 0.0f, wmax = 0.0f;
     for (size_t i = 0; i < n; i++) {
-        gmax = fmaxf(gmax, fabsf(g[i]));
-        wmax = fmaxf(wmax, fabsf(params[i]));
+        float a = fabsf(g[i]), b = fabsf(params[i]);
+        gmax = a > gmax ? a : gmax;
+        wmax = b > wmax ? b : wmax;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(g[i]) || isnan(params[i])) {
+            return false; /* a NaN never compares above the maximum: look for it */
+        }
     }
     /* NaN compares false, so a NaN input takes the careful path (and is refused there) */
     return gmax < FS__SAFE_GRAD && wmax < FS__SAFE_PARAM;
 }
 
-static void adam_fast(fs__optim *o, float *params, const float *g, double lr, double bc1,
-                      double bc2)
+static void adam_fast(fs__optim *o, float *restrict params, const float *restrict g, double lr,
+                      double bc1, double bc2)
 {
     const float b1 = (float)o->beta1, b2 = (float)o->beta2;
     const float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
     const float step = (float)(lr / bc1), inv_bc2 = (float)(1.0 / bc2), eps = (float)o->eps;
     const float decay = (float)(1.0 - lr * o->weight_decay);
-    float *m = o->m, *v = o->v;
+    float *restrict m = o->m, *restrict v = o->v;
     for (size_t i = 0; i < o->n; i++) {
         float mi = b1 * m[i] + c1 * g[i];
         float vi = b2 * v[i] + c2 * g[i] * g[i];
@@ -98,11 +104,11 @@ static void adam_fast(fs__optim *o, float *params, const float *g, double lr, do
     }
 }
 
-static void sgd_fast(fs__optim *o, float *params, const float *g, double lr)
+static void sgd_fast(fs__optim *o, float *restrict params, const float *restrict g, double lr)
 {
     const float mu = (float)o->momentum, step = (float)lr;
     const float decay = (float)(1.0 - lr * o->weight_decay);
-    float *m = o->m;
+    float *restrict m = o->m;
     for (size_t i = 0; i < o->n; i++) {
         float mi = mu * m[i] + g[i];
         m[i] = mi;
