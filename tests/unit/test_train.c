@@ -256,6 +256,52 @@ static void test_training_beats_the_gaussian_on_a_mixture(void **state)
     fs_schema_free(s);
 }
 
+static void test_schedules_optimizers_and_weight_decay(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    static double x[2 * N];
+    mixture(x, N, 12);
+    fs_schema *s = numeric_schema(2, FS_TRANSFORM_NONE);
+    fs_spec *sp = small_spec();
+    fs_train_params p = fs_train_default_params();
+    p.epochs = 0;
+    fs_model *gauss = train(s, sp, &p, x, N, NULL);
+    double lg = mean_log_prob(gauss, x, N);
+    struct {
+        fs_optimizer opt;
+        fs_lr_schedule sched;
+        double lr, wd;
+        int32_t warmup;
+    } runs[] = {
+        { FS_OPT_ADAM, FS_LR_COSINE, 3e-3, 0.0, 20 },
+        { FS_OPT_ADAM, FS_LR_STEP, 3e-3, 1e-4, 0 },
+        { FS_OPT_SGD, FS_LR_STEP, 1e-2, 1e-4, 0 },
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        fs_train_report rep;
+        p = fs_train_default_params();
+        p.epochs = 12;
+        p.patience = 12;
+        p.optimizer = runs[i].opt;
+        p.schedule = runs[i].sched;
+        p.step_epochs = 4;
+        p.lr = runs[i].lr;
+        p.weight_decay = runs[i].wd;
+        p.warmup_steps = runs[i].warmup;
+        fs_model *m = train(s, sp, &p, x, N, &rep);
+        double lm = mean_log_prob(m, x, N);
+        print_message("optimizer %d schedule %d: mean log p %.3f (Gaussian %.3f), %d epochs\n",
+                      (int)runs[i].opt, (int)runs[i].sched, lm, lg, rep.epochs_run);
+        assert_true(lm > lg + 0.2); /* every combination learns something */
+        assert_int_equal(rep.skipped_steps, 0);
+        fs_model_unref(m);
+    }
+    fs_model_unref(gauss);
+    fs_spec_free(sp);
+    fs_schema_free(s);
+}
+
 static void test_hostile_columns_train_to_finite_scores(void **state)
 {
     (void)state;
@@ -527,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_untrained_whitened_flow_is_the_full_covariance_gaussian),
         cmocka_unit_test(test_log1p_density_integrates_to_one),
         cmocka_unit_test(test_training_beats_the_gaussian_on_a_mixture),
+        cmocka_unit_test(test_schedules_optimizers_and_weight_decay),
         cmocka_unit_test(test_hostile_columns_train_to_finite_scores),
         cmocka_unit_test(test_training_is_deterministic_for_seed_and_threads),
         cmocka_unit_test(test_nonfinite_steps_never_reach_parameters),
