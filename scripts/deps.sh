@@ -2,16 +2,16 @@
 # deps.sh: install the Debian 12 packages flowscore needs, skipping those already present.
 #   scripts/deps.sh [build|test|bench]   (default: test)
 # build: compiler, CMake and the libraries; test: + what the tests use (clang for libFuzzer,
-# python3, systemd-analyze, curl); bench: + wrk and the PyTorch peer.
+# python3, systemd-analyze, curl, wrk for the soak); bench: + the PyTorch peer.
 set -euo pipefail
 what=${1:-test}
 pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev libsleef-dev
       libuv1-dev libmicrohttpd-dev libsystemd-dev libcsv-dev libcmocka-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
-    pkgs+=(clang libclang-rt-14-dev python3 systemd curl openssl procps)
+    pkgs+=(clang libclang-rt-14-dev python3 systemd curl openssl procps wrk)
 fi
 if [ "$what" = bench ]; then
-    pkgs+=(wrk python3-torch python3-sklearn)
+    pkgs+=(python3-torch python3-sklearn)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,9 +8,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 SECONDS_EACH=${1:-60}
 BUILD=${FS_FUZZ_BUILD:-build-fuzz}
-cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFS_FUZZ=ON \
-    >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" >/dev/null
+mkdir -p "$BUILD"
+if ! { cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DFS_FUZZ=ON && cmake --build "$BUILD" -j"$(nproc)"; } >"$BUILD/fuzz-build.log" 2>&1; then
+    echo "fuzz: the libFuzzer build failed (clang with -fsanitize=fuzzer is needed):"
+    tail -30 "$BUILD/fuzz-build.log"
+    exit 1
+fi
 status=0
 for bin in "$BUILD"/tests/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue

@@ -35,7 +35,9 @@ struct fs_job {
     int v2;                    /* answer errors in the Open Inference Protocol form */
     uint64_t submitted_ns;     /* monotonic, for the queue timeout */
     fs_job_done_fn done;
-    void *owner; /* the HTTP request */
+    void *owner;             /* the HTTP request */
+    const fs_schema *schema; /* ingest: validates the records (borrowed; outlives the job) */
+    int ndjson;              /* ingest: the body is NDJSON, one record per line */
 
     /* Worker part: between fs_api_prepare and fs_api_finish (one worker at a time). */
     double *rows; /* n_rows x n_fields, for a batched score */
@@ -73,6 +75,33 @@ void fs_api_set_body(fs_job *job, int status, fs_strbuf *b);
 
 /* Free what the worker part and the answer hold (not the model reference). Loop thread. */
 void fs_api_job_release(fs_job *job);
+
+/*
+ * What an ingest job produced (job->op_state, api_ingest.c): the frames to append to the
+ * model's spool (fs_spool_frame_put, seq and CRC still zero), and the counts. The 202 answer
+ * {"accepted", "rejected"} is already in job->resp; the loop sends it once the frames are on
+ * disk.
+ */
+typedef struct fs_ingest_result {
+    fs_strbuf frames;
+    size_t n_accepted;
+    size_t n_rejected;
+    size_t n_anomalous;       /* accepted records above the served threshold */
+    unsigned char *anomalous; /* n_accepted flags (1 = anomalous), in order (malloc'd) */
+} fs_ingest_result;
+
+/*
+ * Worker: POST /v1/models/{name}/records. Parse the body ({"records": [...]} or NDJSON, one
+ * record per line), validate each record against job->schema (the rules of fs_record_read),
+ * score the valid ones with job->model when there is one (for the anomaly-burst detector),
+ * and leave the frames in an fs_ingest_result (job->op_state) and the 202 answer in job->resp.
+ * Invalid records are listed by index and do not stop the others; a body that is not JSON
+ * at all (the object form), or more records than max_rows_per_request, is answered 400/413.
+ */
+void fs_api_ingest(fs_job *job, fs_workspace *ws);
+
+/* Free an ingest job's op_state (NULL is fine). */
+void fs_api_ingest_release(fs_job *job);
 
 /* Workers' operations, by endpoint (api_latent.c, api_v2.c). */
 void fs_api_encode(fs_job *job, const cJSON *root, fs_workspace *ws);

@@ -45,6 +45,8 @@ void fs_api_job_release(fs_job *job)
 {
     if (job->op == FS_OP_INFER) {
         fs_api_infer_release(job);
+    } else if (job->op == FS_OP_INGEST) {
+        fs_api_ingest_release(job);
     }
     free(job->rows);
     free(job->scores);
@@ -141,6 +143,10 @@ int fs_api_prepare(fs_job *job, fs_workspace *ws)
     if (job->mm != NULL) {
         atomic_fetch_add_explicit(&job->mm->requests[job->op], 1, memory_order_relaxed);
     }
+    if (job->op == FS_OP_INGEST) {
+        fs_api_ingest(job, ws); /* NDJSON bodies are not one JSON object */
+        return 0;
+    }
     cJSON *root = fs_json_parse_object(job->body, job->body_len, job->lim, &e);
     if (root == NULL) {
         fs_api_set_error(job, &e);
@@ -162,6 +168,7 @@ int fs_api_prepare(fs_job *job, fs_workspace *ws)
     case FS_OP_SAMPLE:
         fs_api_sample(job, root, ws);
         break;
+    case FS_OP_INGEST:
     case FS_OP__COUNT:
         fs_req_error_set(&e, 500, FS_EC_INTERNAL, NULL, "unknown operation");
         fs_api_set_error(job, &e);

@@ -13,5 +13,6 @@ int fs_cmd_sample(int argc, char **argv);  /* cmd_sample.c */
 int fs_cmd_inspect(int argc, char **argv); /* cmd_inspect.c */
 int fs_cmd_import(int argc, char **argv);  /* cmd_import.c */
 int fs_cmd_serve(int argc, char **argv);   /* cmd_serve.c */
+int fs_cmd_spool(int argc, char **argv);   /* cmd_spool.c */
 
 #endif /* FS_CMD_H */

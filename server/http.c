@@ -19,6 +19,34 @@
 #define FS_LINGER_NS      2000000000u
 #define FS_LINGER_TICK_MS 20
 
+/*
+ * A body must keep arriving at this average rate once connection_timeout_s has passed since
+ * its headers: slower uploads are closed (issue 7: slow clients must not hold slots).
+ */
+#define FS_MIN_BODY_BYTES_PER_S 1024u
+
+/* One TCP connection, from MHD_CONNECTION_NOTIFY_STARTED to _CLOSED. Loop thread. */
+typedef struct fs_conn {
+    int fd;
+    uint64_t since_ns; /* accepted, or its last request completed: waiting for headers since */
+    int in_request;    /* a request's headers arrived and the request is not completed */
+    int shut;          /* shut down for missing the header deadline; MHD closes it */
+    struct fs_conn *prev, *next;
+} fs_conn;
+
+/*
+ * fs_http and what only this file uses (http.h is shared with http_routes.c): MHD's
+ * connection timeout is an idle timeout, so a client that trickles a byte of its headers
+ * every few seconds held its connection slot for ever (slowloris; issue 7, security
+ * review). Every connection is tracked, and one that has not sent complete headers
+ * connection_timeout_s after it was accepted (or after its previous request) is shut down.
+ */
+typedef struct fs_http_impl {
+    fs_http pub;         /* first: an fs_http * points at its fs_http_impl */
+    uv_timer_t deadline; /* once a second: the header deadline */
+    fs_conn *conns;      /* every open connection */
+} fs_http_impl;
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -291,12 +319,24 @@ static enum MHD_Result on_headers(fs_req *r)
     return MHD_YES;
 }
 
-static void on_body(fs_req *r, const char *data, size_t size)
+/* Whether a body is arriving slower than FS_MIN_BODY_BYTES_PER_S after the grace time. */
+static int body_too_slow(const fs_req *r)
+{
+    uint64_t grace_ns = (uint64_t)r->http->srv->cfg.connection_timeout_s * 1000000000u;
+    uint64_t earned_ns = r->body_seen / FS_MIN_BODY_BYTES_PER_S * 1000000000u;
+    return now_ns() - r->t0_ns > grace_ns + earned_ns;
+}
+
+/* Take size bytes of the body. Returns -1 when the connection must be closed (too slow). */
+static int on_body(fs_req *r, const char *data, size_t size)
 {
     uint64_t max = r->http->srv->cfg.max_body_bytes;
     r->body_seen += size;
+    if (!r->raw_answered && body_too_slow(r)) {
+        return -1;
+    }
     if (r->too_large) {
-        return; /* discard: memory stays bounded */
+        return 0; /* discard: memory stays bounded */
     }
     if (r->body_seen > max) {
         r->too_large = 1;
@@ -304,7 +344,7 @@ static void on_body(fs_req *r, const char *data, size_t size)
         r->body = NULL;
         r->body_len = r->body_cap = 0;
         answer_too_large_raw(r);
-        return;
+        return 0;
     }
     if (r->body_len + size + 1 > r->body_cap) {
         size_t cap = r->body_cap > 0 ? r->body_cap : 4096;
@@ -317,7 +357,7 @@ static void on_body(fs_req *r, const char *data, size_t size)
         char *b = realloc(r->body, cap);
         if (b == NULL) {
             r->too_large = 1; /* answered as 413 in the final call: we cannot hold it */
-            return;
+            return 0;
         }
         r->body = b;
         r->body_cap = cap;
@@ -325,6 +365,7 @@ static void on_body(fs_req *r, const char *data, size_t size)
     memcpy(r->body + r->body_len, data, size);
     r->body_len += size;
     r->body[r->body_len] = '\0';
+    return 0;
 }
 
 static void on_linger_tick(uv_timer_t *t)
@@ -378,6 +419,72 @@ void fs__http_unlinger_all(fs_http *h)
     }
 }
 
+/* ---------------------------------------------------------------------- connections */
+
+static fs_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        conn != NULL ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    fs_http_impl *hi = cls;
+    fs_conn *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            return; /* untracked: only the idle timeout applies to it */
+        }
+        c->fd = ci != NULL ? ci->connect_fd : -1;
+        c->since_ns = now_ns();
+        c->next = hi->conns;
+        if (hi->conns != NULL) {
+            hi->conns->prev = c;
+        }
+        hi->conns = c;
+        *socket_context = c;
+        return;
+    }
+    if (c == NULL) {
+        return;
+    }
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        hi->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Once a second: shut down connections whose headers are overdue. MHD sees the shutdown on
+ * its next read and closes the connection (and tells on_connection). */
+static void on_deadline_tick(uv_timer_t *t)
+{
+    fs_http_impl *hi = t->data;
+    uint64_t timeout_ns = (uint64_t)hi->pub.srv->cfg.connection_timeout_s * 1000000000u;
+    uint64_t now = now_ns();
+    int shut = 0;
+    for (fs_conn *c = hi->conns; c != NULL; c = c->next) {
+        if (!c->in_request && !c->shut && c->fd >= 0 && now - c->since_ns > timeout_ns) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->shut = 1;
+            shut = 1;
+        }
+    }
+    if (shut) {
+        run_and_rearm(&hi->pub);
+    }
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -386,6 +493,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     fs_req *r = *con_cls;
     (void)version;
     if (r == NULL) {
+        fs_conn *c = conn_of(conn);
+        if (c != NULL) {
+            c->in_request = 1;
+        }
         r = req_new(h, conn, url, method);
         if (r == NULL) {
             return MHD_NO;
@@ -394,7 +505,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return on_headers(r);
     }
     if (*upload_data_size > 0) {
-        on_body(r, upload_data, *upload_data_size);
+        if (on_body(r, upload_data, *upload_data_size) != 0) {
+            return MHD_NO; /* a body trickling in: close, the slot is for other clients */
+        }
         *upload_data_size = 0;
         if (r->raw_answered) {
             return linger(r);
@@ -430,8 +543,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     fs_http *h = cls;
     fs_req *r = *con_cls;
-    (void)conn;
+    fs_conn *c = conn_of(conn);
     (void)toe;
+    if (c != NULL) {
+        c->in_request = 0;
+        c->since_ns = now_ns(); /* the next request's headers are due from now */
+    }
     if (r == NULL) {
         return;
     }
@@ -484,6 +601,16 @@ static char *read_pem(const char *path)
     return buf;
 }
 
+/* Free a PEM buffer from read_pem after wiping it: a private key must not linger in freed
+ * heap memory (core dumps, later allocations). NULL is fine. */
+static void free_pem(char *pem)
+{
+    if (pem != NULL) {
+        explicit_bzero(pem, strlen(pem));
+        free(pem);
+    }
+}
+
 int fs_http_start(fs_server *srv, fs_http **out)
 {
     const fs_config *cfg = &srv->cfg;
@@ -492,10 +619,11 @@ int fs_http_start(fs_server *srv, fs_http **out)
     struct MHD_OptionItem opts[8];
     size_t n_opts = 0;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    fs_http *h = calloc(1, sizeof *h);
+    fs_http_impl *hi = calloc(1, sizeof *hi);
+    fs_http *h = hi != NULL ? &hi->pub : NULL;
     *out = NULL;
     if (h == NULL || resolve(cfg->listen_host, cfg->listen_port, &ss) != 0) {
-        free(h);
+        free(hi);
         return -1;
     }
     h->srv = srv;
@@ -526,14 +654,15 @@ int fs_http_start(fs_server *srv, fs_http **out)
         (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->connection_memory_limit_bytes, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, hi, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (h->daemon == NULL) {
         fs_log(FS_LOG_ERROR, "http", "cannot listen address=%s port=%u (in use, or not local?)",
                cfg->listen_host, (unsigned)cfg->listen_port);
         goto fail;
     }
-    free(cert); /* MHD copied the PEM text into its credentials */
-    free(key);
+    free_pem(cert); /* MHD parsed the PEM text into its credentials */
+    free_pem(key);
     cert = key = NULL;
     const union MHD_DaemonInfo *ep = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *pi = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -546,19 +675,22 @@ int fs_http_start(fs_server *srv, fs_http **out)
     uv_timer_init(&srv->loop, &h->timer);
     uv_check_init(&srv->loop, &h->check);
     uv_timer_init(&srv->loop, &h->linger);
+    uv_timer_init(&srv->loop, &hi->deadline);
     h->poll.data = h->timer.data = h->check.data = h->linger.data = h;
-    h->handles_open = 4;
+    hi->deadline.data = hi;
+    h->handles_open = 5;
     uv_poll_start(&h->poll, UV_READABLE, on_poll);
     uv_check_start(&h->check, on_check);
+    uv_timer_start(&hi->deadline, on_deadline_tick, 1000, 1000);
     rearm(h);
     fs_log(FS_LOG_INFO, "http", "listening address=%s port=%u tls=%s", cfg->listen_host,
            (unsigned)h->port, h->tls ? "yes" : "no");
     *out = h;
     return 0;
 fail:
-    free(cert);
-    free(key);
-    free(h);
+    free_pem(cert);
+    free_pem(key);
+    free(hi);
     return -1;
 }
 
@@ -609,6 +741,7 @@ void fs_http_close(fs_http *h)
     uv_close((uv_handle_t *)&h->timer, on_handle_closed);
     uv_close((uv_handle_t *)&h->check, on_handle_closed);
     uv_close((uv_handle_t *)&h->linger, on_handle_closed);
+    uv_close((uv_handle_t *)&((fs_http_impl *)h)->deadline, on_handle_closed);
 }
 
 void fs_http_free(fs_http *h)
@@ -625,5 +758,11 @@ void fs_http_free(fs_http *h)
     while (h->reqs != NULL) {
         req_free(h->reqs);
     }
-    free(h);
+    fs_http_impl *hi = (fs_http_impl *)h;
+    while (hi->conns != NULL) { /* MHD reports each close while stopping; this is a backstop */
+        fs_conn *c = hi->conns;
+        hi->conns = c->next;
+        free(c);
+    }
+    free(hi);
 }

@@ -29,6 +29,8 @@ typedef enum fs_route {
     FS_ROUTE_ENCODE,
     FS_ROUTE_DECODE,
     FS_ROUTE_RELOAD,
+    FS_ROUTE_RECORDS,
+    FS_ROUTE_TRAINING,
     FS_ROUTE_V2,
     FS_ROUTE_V2_LIVE,
     FS_ROUTE_V2_READY,
@@ -73,6 +75,7 @@ struct fs_req {
     fs_job job;
     int job_out; /* job submitted and not yet back */
     fs_reload_waiter waiter;
+    struct fs_tmodel *tm; /* ingest: the model's trainer state while the records are stored */
     /* The answer. */
     int status;
     char *resp; /* malloc'd */

@@ -2,6 +2,9 @@
 #include "http.h"
 
 #include "log.h"
+#include "trainer.h"
+
+#include <strings.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,8 @@ const char *const fs_route_names[FS_ROUTE__COUNT] = {
     [FS_ROUTE_ENCODE] = "/v1/models/{name}/encode",
     [FS_ROUTE_DECODE] = "/v1/models/{name}/decode",
     [FS_ROUTE_RELOAD] = "/v1/models/{name}/reload",
+    [FS_ROUTE_RECORDS] = "/v1/models/{name}/records",
+    [FS_ROUTE_TRAINING] = "/v1/models/{name}/training",
     [FS_ROUTE_V2] = "/v2",
     [FS_ROUTE_V2_LIVE] = "/v2/health/live",
     [FS_ROUTE_V2_READY] = "/v2/health/ready",
@@ -31,7 +36,17 @@ const char *const fs_route_names[FS_ROUTE__COUNT] = {
 static int route_is_post(fs_route r)
 {
     return r == FS_ROUTE_SCORE || r == FS_ROUTE_SAMPLE || r == FS_ROUTE_ENCODE ||
-           r == FS_ROUTE_DECODE || r == FS_ROUTE_RELOAD || r == FS_ROUTE_V2_INFER;
+           r == FS_ROUTE_DECODE || r == FS_ROUTE_RELOAD || r == FS_ROUTE_V2_INFER ||
+           r == FS_ROUTE_RECORDS;
+}
+
+/* Whether the route's URL holds a {name} (an empty one is an unknown model: 404). */
+static int route_has_name(fs_route r)
+{
+    return r == FS_ROUTE_MODEL || r == FS_ROUTE_SCORE || r == FS_ROUTE_SAMPLE ||
+           r == FS_ROUTE_ENCODE || r == FS_ROUTE_DECODE || r == FS_ROUTE_RELOAD ||
+           r == FS_ROUTE_RECORDS || r == FS_ROUTE_TRAINING || r == FS_ROUTE_V2_MODEL ||
+           r == FS_ROUTE_V2_MODEL_READY || r == FS_ROUTE_V2_INFER;
 }
 
 /* Split "/a/b/c" into at most 8 segments (pointers into buf). */
@@ -143,11 +158,10 @@ static fs_route match(fs_req *r, const char *url)
     static const struct {
         const char *verb;
         fs_route route;
-    } verbs[] = { { "score", FS_ROUTE_SCORE },
-                  { "sample", FS_ROUTE_SAMPLE },
-                  { "encode", FS_ROUTE_ENCODE },
-                  { "decode", FS_ROUTE_DECODE },
-                  { "reload", FS_ROUTE_RELOAD } };
+    } verbs[] = { { "score", FS_ROUTE_SCORE },      { "sample", FS_ROUTE_SAMPLE },
+                  { "encode", FS_ROUTE_ENCODE },    { "decode", FS_ROUTE_DECODE },
+                  { "reload", FS_ROUTE_RELOAD },    { "records", FS_ROUTE_RECORDS },
+                  { "training", FS_ROUTE_TRAINING } };
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         if (strcmp(seg[3], verbs[i].verb) == 0) {
             return verbs[i].route;
@@ -203,7 +217,8 @@ int fs__http_admin_ok(fs_req *r)
     return 1;
 }
 
-static void on_job_done(fs_job *job)
+/* Move a finished job's answer to its request (the request stays suspended). */
+static void on_job_done_keep(fs_job *job)
 {
     fs_req *r = job->owner;
     r->job_out = 0;
@@ -216,6 +231,12 @@ static void on_job_done(fs_job *job)
     r->content_type = job->content_type;
     r->err_code = job->err_code;
     job->resp = NULL;
+}
+
+static void on_job_done(fs_job *job)
+{
+    fs_req *r = job->owner;
+    on_job_done_keep(job);
     fs_api_job_release(job);
     fs__http_resume(r);
 }
@@ -293,6 +314,130 @@ static void start_reload(fs_req *r, fs_entry *e)
     r->job_out = 0;
 }
 
+static void on_ingest_stored(void *arg, int ok, const char *error)
+{
+    fs_req *r = arg;
+    if (!ok) {
+        fs_req_error e;
+        fs_req_error_set(&e, 503, FS_EC_UNAVAILABLE, NULL,
+                         "the records could not be stored (%.200s); none was accepted: retry",
+                         error != NULL ? error : "error");
+        fs__http_error(r, &e);
+    }
+    fs__http_resume(r);
+}
+
+/* An ingest job is back from the worker: store its records, then answer (or answer now). */
+static void on_ingest_job_done(fs_job *job)
+{
+    fs_req *r = job->owner;
+    fs_ingest_result *res = job->op_state;
+    fs_server *srv = r->http->srv;
+    char err[400];
+    on_job_done_keep(job);
+    if (r->status == 202 && res != NULL && res->n_accepted > 0) {
+        if (fs_refit_store(srv->refit, r->tm, res, on_ingest_stored, r, err, sizeof err) == 0) {
+            fs_api_job_release(job);
+            return; /* answered once the records are on disk */
+        }
+        fs_req_error e;
+        fs_req_error_set(&e, 503, FS_EC_UNAVAILABLE, NULL, "%s", err);
+        fs__http_error(r, &e);
+    } else if (r->status == 202 && res != NULL && job->mm != NULL) {
+        atomic_fetch_add(&job->mm->ingest_rejected, res->n_rejected);
+    }
+    fs_api_job_release(job);
+    fs__http_resume(r);
+}
+
+/* POST /v1/models/{name}/records: validation on a worker, then the spool. */
+static void submit_ingest(fs_req *r, fs_entry *e)
+{
+    fs_server *srv = r->http->srv;
+    fs_req_error err;
+    fs_job *job = &r->job;
+    fs_tmodel *tm = fs_refit_model(srv->refit, e);
+    if (tm == NULL) {
+        fs_req_error_set(&err, 409, FS_EC_TRAINER_DISABLED, NULL,
+                         "the background trainer is disabled for model %s (trainer.enabled)",
+                         e->name);
+        fs__http_error(r, &err);
+        return;
+    }
+    const fs_schema *schema =
+        e->current != NULL ? fs_model_schema(e->current) : fs_refit_schema(tm);
+    if (schema == NULL) {
+        fs_req_error_set(&err, 503, FS_EC_UNAVAILABLE, NULL,
+                         "model %s is not loaded and has no configured schema", e->name);
+        fs__http_error(r, &err);
+        return;
+    }
+    const char *ctype =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    memset(job, 0, sizeof *job);
+    job->op = FS_OP_INGEST;
+    job->model = e->current != NULL ? fs_model_ref(e->current) : NULL; /* keeps schema alive */
+    job->version = e->version;
+    job->model_name = e->name;
+    job->mm = e->mm;
+    job->schema = schema;
+    job->ndjson = ctype != NULL && strncasecmp(ctype, "application/x-ndjson", 20) == 0;
+    job->body = r->body != NULL ? r->body : "";
+    job->body_len = r->body_len;
+    job->lim = &srv->lim;
+    job->done = on_ingest_job_done;
+    job->owner = r;
+    r->tm = tm;
+    if (fs_pool_submit(srv->pool, job) != 0) {
+        fs_model_unref(job->model);
+        job->model = NULL;
+        fs_req_error_set(&err, 503, FS_EC_OVERLOADED, NULL,
+                         "too many requests are queued (max_queued_requests=%u)",
+                         srv->cfg.max_queued_requests);
+        fs__http_error(r, &err);
+        return;
+    }
+    r->job_out = 1;
+    r->state = FS_REQ_WAITING;
+}
+
+/* GET (status) and POST (admin: refit now) /v1/models/{name}/training, on the loop. */
+static void training(fs_req *r, fs_entry *e)
+{
+    fs_server *srv = r->http->srv;
+    fs_req_error err;
+    fs_strbuf b;
+    int status;
+    fs_strbuf_init(&b, 1024);
+    if (strcmp(r->method, "POST") != 0) {
+        status = srv->refit != NULL ? fs_refit_status(srv->refit, e, &b) : 200;
+        if (srv->refit == NULL) {
+            fs_strbuf_puts(&b, "{\"model\":");
+            fs_strbuf_put_json_string(&b, e->name, strlen(e->name));
+            fs_strbuf_puts(&b, ",\"enabled\":false,\"state\":\"disabled\",\"last_run\":null}\n");
+        }
+        fs__http_answer(r, status, &b, "application/json");
+        return;
+    }
+    if (!fs__http_admin_ok(r)) {
+        fs_strbuf_free(&b);
+        return;
+    }
+    if (srv->refit == NULL) {
+        fs_req_error_set(&err, 409, FS_EC_TRAINER_DISABLED, NULL,
+                         "the background trainer is disabled (trainer.enabled)");
+        status = 409;
+    } else {
+        status = fs_refit_trigger(srv->refit, e, &b, &err);
+    }
+    if (status >= 400) {
+        fs_strbuf_free(&b);
+        fs__http_error(r, &err);
+        return;
+    }
+    fs__http_answer(r, status, &b, "application/json");
+}
+
 /* GET routes answered on the loop: small, bounded documents. */
 static void answer_get(fs_req *r, fs_entry *e)
 {
@@ -359,10 +504,17 @@ void fs__http_dispatch(fs_req *r)
     fs_server *srv = r->http->srv;
     fs_req_error err;
     fs_entry *e = NULL;
-    int post = route_is_post(r->route);
+    int post = route_is_post(r->route) ||
+               (r->route == FS_ROUTE_TRAINING && strcmp(r->method, "POST") == 0);
     if (r->route == FS_ROUTE_NOT_FOUND) {
         fs_req_error_set(&err, 404, FS_EC_NOT_FOUND, NULL, "no such endpoint");
         fs__http_error(r, &err);
+        return;
+    }
+    if (r->route == FS_ROUTE_TRAINING && strcmp(r->method, "other") == 0) {
+        fs_req_error_set(&err, 405, FS_EC_METHOD, NULL, "method not allowed: use GET or POST");
+        fs__http_error(r, &err);
+        r->allow = "GET, HEAD, POST";
         return;
     }
     if (post ? strcmp(r->method, "POST") != 0 : (strcmp(r->method, "GET") != 0 && !r->is_head)) {
@@ -378,7 +530,7 @@ void fs__http_dispatch(fs_req *r)
         fs__http_error(r, &err);
         return;
     }
-    if (r->name_len > 0) {
+    if (r->name_len > 0 || route_has_name(r->route)) {
         e = fs_model_name_valid(r->name, r->name_len)
                 ? fs_registry_find(srv->reg, r->name, r->name_len)
                 : NULL;
@@ -417,6 +569,12 @@ void fs__http_dispatch(fs_req *r)
         if (e != NULL && fs__http_admin_ok(r)) {
             start_reload(r, e);
         }
+        return;
+    case FS_ROUTE_RECORDS:
+        submit_ingest(r, e);
+        return;
+    case FS_ROUTE_TRAINING:
+        training(r, e);
         return;
     default:
         answer_get(r, e);

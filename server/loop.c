@@ -3,6 +3,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "trainer.h"
 
 #include <cblas.h>
 #include <malloc.h>
@@ -26,7 +27,7 @@ static uint64_t monotonic_usec(void)
 
 int fs_server_ready(const fs_server *srv)
 {
-    return !srv->draining && fs_registry_ready(srv->reg);
+    return !srv->draining && fs_registry_ready(srv->reg) && fs_refit_ready(srv->refit);
 }
 
 static void notify_status(fs_server *srv, const char *state)
@@ -92,6 +93,7 @@ static void finish(fs_server *srv)
     srv->closing = 1;
     fs_log(FS_LOG_INFO, "serve", "drained; stopping");
     fs_pool_stop(srv->pool);
+    fs_refit_stop(srv->refit);        /* joins the trainer and the spool I/O thread */
     fs__http_unlinger_all(srv->http); /* no suspended connection may reach MHD_stop_daemon */
     fs_http_close(srv->http);
     /* The signal handles stay installed until uv_run returns (unreferenced, so that they do
@@ -117,7 +119,7 @@ static void on_drain_tick(uv_timer_t *t)
     }
     uint64_t in_flight = fs_http_in_flight(srv->http);
     int work_out = fs_pool_pending(srv->pool) > 0 || fs_registry_busy(srv->reg) ||
-                   fs__http_waiting(srv->http) > 0;
+                   fs__http_waiting(srv->http) > 0 || fs_refit_pending(srv->refit) > 0;
     int grace_over = now >= srv->drain_deadline_ms + FS_DRAIN_GRACE_MS;
     if (!work_out && (in_flight == 0 || grace_over)) {
         finish(srv);
@@ -137,6 +139,7 @@ static void on_sigterm(uv_signal_t *s, int signum)
            (unsigned long long)fs_http_in_flight(srv->http), srv->cfg.drain_timeout_s);
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
     fs_http_quiesce(srv->http);
+    fs_refit_begin_stop(srv->refit); /* a refit in progress stops after its current step */
     fs_registry_close(srv->reg);
     srv->drain_deadline_ms = uv_now(&srv->loop) + (uint64_t)srv->cfg.drain_timeout_s * 1000u;
     uv_timer_start(&srv->drain_timer, on_drain_tick, 0, FS_DRAIN_TICK_MS);
@@ -226,6 +229,9 @@ int fs_server_run(fs_server *srv)
     fs_log(FS_LOG_INFO, "serve", "started version=%s workers=%u models_dir=%s pid=%ld", FS_VERSION,
            fs_pool_workers(srv->pool), srv->cfg.models_dir, (long)getpid());
     sd_notify(0, "STATUS=loading models");
+    if (fs_refit_create(&srv->loop, &srv->cfg, srv->reg, srv->metrics, &srv->refit) != 0) {
+        goto out;
+    }
     fs_registry_watch(srv->reg);
     fs_registry_round(srv->reg, FS_ROUND_START);
     uv_run(&srv->loop, UV_RUN_DEFAULT);
@@ -240,6 +246,7 @@ out:
         if (srv->pool != NULL) {
             fs_pool_stop(srv->pool);
         }
+        fs_refit_stop(srv->refit);
         if (srv->reg != NULL) {
             fs_registry_close(srv->reg);
         }
@@ -250,6 +257,7 @@ out:
         uv_run(&srv->loop, UV_RUN_DEFAULT);
     }
     fs_http_free(srv->http);
+    fs_refit_free(srv->refit);
     fs_registry_free(srv->reg);
     fs_metrics_free(srv->metrics);
     int lc = uv_loop_close(&srv->loop);

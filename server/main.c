@@ -20,6 +20,7 @@ static const fs_subcommand fs_subcommands[] = {
     { "sample", fs_cmd_sample, "draw records from a model" },
     { "inspect", fs_cmd_inspect, "print a model file's header as JSON" },
     { "import", fs_cmd_import, "import a PyTorch ref-realnvp JSON export" },
+    { "spool", fs_cmd_spool, "inspect a model's record spool (spool inspect STATE_DIR NAME)" },
 };
 
 static void usage(FILE *out)

@@ -15,7 +15,7 @@
 #endif
 
 static const int fs_codes[] = { 200, 202, 400, 401, 403, 404, 405, 408,
-                                413, 415, 422, 429, 500, 501, 503 };
+                                409, 413, 415, 422, 429, 500, 501, 503 };
 #define FS_N_CODES (sizeof fs_codes / sizeof fs_codes[0] + 1) /* + "other" */
 
 static const char *const fs_methods[] = { "GET", "POST", "HEAD", "other" };
@@ -37,18 +37,22 @@ static const char *const fs_error_codes[] = {
     FS_EC_UNAVAILABLE,
     FS_EC_OVERLOADED,
     FS_EC_RELOAD_FAILED,
+    FS_EC_CONFLICT,
+    FS_EC_TRAINER_DISABLED,
     FS_EC_INTERNAL,
     "other",
 };
 #define FS_N_ERRORS (sizeof fs_error_codes / sizeof fs_error_codes[0])
 
-static const char *const fs_op_names[FS_OP__COUNT] = { "score", "encode", "decode", "sample",
-                                                       "infer" };
+static const char *const fs_op_names[FS_OP__COUNT] = { "score",  "encode", "decode",
+                                                       "sample", "infer",  "ingest" };
 
 /* Seconds; the 5 ms scoring target sits between two bounds. */
 static const double fs_duration_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                              0.005,  0.01,    0.025,  0.05,  0.1,
                                              0.25,   0.5,     1,      2.5,   10 };
+static const double fs_refit_bounds[] = { 0.1, 0.25, 0.5, 1,   2.5, 5,    10,
+                                          30,  60,   120, 300, 600, 1800, 3600 };
 static const double fs_batch_bounds[] = { 1,   2,   4,   8,    16,   32,    64,
                                           128, 256, 512, 1024, 4096, 16384, 65536 };
 
@@ -160,6 +164,7 @@ void fs_metrics_free(fs_metrics *m)
     while (mm != NULL) {
         fs_model_metrics *next = mm->next;
         fs_histogram_deinit(&mm->batch_rows);
+        fs_histogram_deinit(&mm->refit_seconds);
         free(mm);
         mm = next;
     }
@@ -233,6 +238,8 @@ fs_model_metrics *fs_metrics_model(fs_metrics *m, const char *name)
         snprintf(mm->name, sizeof mm->name, "%s", name);
         fs_histogram_init(&mm->batch_rows, fs_batch_bounds,
                           sizeof fs_batch_bounds / sizeof fs_batch_bounds[0]);
+        fs_histogram_init(&mm->refit_seconds, fs_refit_bounds,
+                          sizeof fs_refit_bounds / sizeof fs_refit_bounds[0]);
         *tail = mm;
     }
     pthread_mutex_unlock(&m->lock);
@@ -420,6 +427,98 @@ static void render_models(fs_metrics *m, fs_strbuf *b)
     }
 }
 
+/* One series per model with a trainer: name{model="..."<extra>} value. */
+static void put_model_u64(fs_strbuf *b, const char *name, const fs_model_metrics *mm,
+                          const char *extra, uint64_t v)
+{
+    fs_strbuf_printf(b, "%s{model=\"", name);
+    fs_metrics_put_label_value(b, mm->name);
+    fs_strbuf_printf(b, "\"%s}", extra);
+    put_u64(b, v);
+}
+
+static void render_trainer(fs_metrics *m, fs_strbuf *b)
+{
+    static const char *const results[3] = { "accepted", "rejected", "failed" };
+    fs_model_metrics *head;
+    pthread_mutex_lock(&m->lock);
+    head = m->models;
+    pthread_mutex_unlock(&m->lock);
+    family(b, "flowscore_ingest_records_total", "counter",
+           "Records posted for training: stored in the spool, or refused by validation.");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        if (atomic_load(&mm->trainer)) {
+            put_model_u64(b, "flowscore_ingest_records_total", mm, ",result=\"accepted\"",
+                          atomic_load(&mm->ingest_accepted));
+            put_model_u64(b, "flowscore_ingest_records_total", mm, ",result=\"rejected\"",
+                          atomic_load(&mm->ingest_rejected));
+        }
+    }
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } simple[] = {
+        { "flowscore_ingest_anomalies_total", "counter",
+          "Stored records that scored above the served model's threshold at ingest.",
+          offsetof(fs_model_metrics, ingest_anomalies) },
+        { "flowscore_ingest_anomaly_bursts_total", "counter",
+          "Bursts of anomalous records in the ingest stream.",
+          offsetof(fs_model_metrics, anomaly_bursts) },
+        { "flowscore_spool_records", "gauge", "Records in the model's spool.",
+          offsetof(fs_model_metrics, spool_records) },
+        { "flowscore_spool_bytes", "gauge", "Size of the model's spool file, in bytes.",
+          offsetof(fs_model_metrics, spool_bytes) },
+        { "flowscore_refit_excluded_records_total", "counter",
+          "Records left out of refits by the contamination guard (above the threshold).",
+          offsetof(fs_model_metrics, refit_excluded) },
+        { "flowscore_train_skipped_nonfinite_steps_total", "counter",
+          "Refit optimiser steps skipped because their loss or gradient was not finite.",
+          offsetof(fs_model_metrics, train_skipped_steps) },
+    };
+    for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++) {
+        family(b, simple[k].name, simple[k].type, simple[k].help);
+        for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+            if (atomic_load(&mm->trainer)) {
+                atomic_uint_fast64_t *v =
+                    (atomic_uint_fast64_t *)(void *)((char *)mm + simple[k].off);
+                put_model_u64(b, simple[k].name, mm, "", atomic_load(v));
+            }
+        }
+    }
+    family(b, "flowscore_ingest_anomaly_burst", "gauge",
+           "1 while a burst of anomalous records is going on.");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        if (atomic_load(&mm->trainer)) {
+            put_model_u64(b, "flowscore_ingest_anomaly_burst", mm, "",
+                          (uint64_t)atomic_load(&mm->anomaly_burst));
+        }
+    }
+    family(b, "flowscore_refits_total", "counter", "Background refits by decision.");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        for (size_t r = 0; r < 3 && atomic_load(&mm->trainer); r++) {
+            char extra[32];
+            snprintf(extra, sizeof extra, ",result=\"%s\"", results[r]);
+            put_model_u64(b, "flowscore_refits_total", mm, extra, atomic_load(&mm->refits[r]));
+        }
+    }
+    family(b, "flowscore_refit_duration_seconds", "histogram",
+           "Time from a refit's start to its decision.");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        if (!atomic_load(&mm->trainer)) {
+            continue;
+        }
+        fs_strbuf lbl;
+        fs_strbuf_init(&lbl, 96);
+        fs_strbuf_puts(&lbl, "model=\"");
+        fs_metrics_put_label_value(&lbl, mm->name);
+        fs_strbuf_puts(&lbl, "\"");
+        if (!lbl.failed) {
+            render_histogram(b, "flowscore_refit_duration_seconds", lbl.p, &mm->refit_seconds);
+        }
+        fs_strbuf_free(&lbl);
+    }
+}
+
 static void render_process(fs_metrics *m, fs_strbuf *b)
 {
     char buf[1024];
@@ -507,5 +606,6 @@ void fs_metrics_render(fs_metrics *m, const fs_metrics_gauges *g, fs_strbuf *b)
     fs_strbuf_puts(b, "flowscore_worker_threads_busy");
     put_u64(b, g->worker_threads_busy);
     render_models(m, b);
+    render_trainer(m, b);
     render_process(m, b);
 }

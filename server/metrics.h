@@ -16,6 +16,14 @@
  *   flowscore_model_info{model,version}                              gauge 1
  *   flowscore_model_reloads_total{model}                             counter (loads swapped in)
  *   flowscore_model_reload_failures_total{model}                     counter (files refused)
+ *   flowscore_ingest_records_total{model,result}                     counter (accepted, rejected)
+ *   flowscore_ingest_anomalies_total{model}                          counter (above threshold)
+ *   flowscore_ingest_anomaly_bursts_total{model}, ..._anomaly_burst  counter, gauge 0/1
+ *   flowscore_spool_records{model}, flowscore_spool_bytes{model}     gauges
+ *   flowscore_refits_total{model,result}                             counter (accepted, ...)
+ *   flowscore_refit_duration_seconds{model}                          histogram
+ *   flowscore_refit_excluded_records_total{model}                    counter (contamination)
+ *   flowscore_train_skipped_nonfinite_steps_total{model}             counter
  *   process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
  *   process_max_fds, process_start_time_seconds                      from /proc/self
  *
@@ -40,6 +48,7 @@ typedef enum fs_op {
     FS_OP_DECODE,
     FS_OP_SAMPLE,
     FS_OP_INFER,
+    FS_OP_INGEST, /* POST /v1/models/{name}/records */
     FS_OP__COUNT
 } fs_op;
 
@@ -76,6 +85,19 @@ typedef struct fs_model_metrics {
     atomic_uint_fast64_t reload_failures;        /* atomic */
     atomic_int_fast64_t version;                 /* atomic: served version, 0 = none */
     fs_histogram batch_rows;
+    /* The background trainer (issue 5); rendered once trainer is set. */
+    atomic_int trainer;                       /* atomic: the model has a trainer state */
+    atomic_uint_fast64_t ingest_accepted;     /* atomic: records stored in the spool */
+    atomic_uint_fast64_t ingest_rejected;     /* atomic: records refused by validation */
+    atomic_uint_fast64_t ingest_anomalies;    /* atomic: stored records above the threshold */
+    atomic_uint_fast64_t anomaly_bursts;      /* atomic: bursts detected */
+    atomic_int anomaly_burst;                 /* atomic: a burst is going on (0/1) */
+    atomic_uint_fast64_t spool_records;       /* atomic gauge */
+    atomic_uint_fast64_t spool_bytes;         /* atomic gauge */
+    atomic_uint_fast64_t refits[3];           /* atomic: accepted, rejected, failed */
+    atomic_uint_fast64_t refit_excluded;      /* atomic: records the guard left out */
+    atomic_uint_fast64_t train_skipped_steps; /* atomic: non-finite steps skipped in refits */
+    fs_histogram refit_seconds;
     struct fs_model_metrics *next; /* guarded by fs_metrics.lock */
 } fs_model_metrics;
 

@@ -369,6 +369,22 @@ fail:
     return -1;
 }
 
+int fs_record_read(const cJSON *rec, const fs_schema *s, size_t index, unsigned char *seen,
+                   double *row, fs_req_error *err)
+{
+    if (cJSON_IsObject(rec)) {
+        return read_object_record(s, rec, index, seen, row, err);
+    }
+    if (cJSON_IsArray(rec)) {
+        return read_array_record(s, rec, index, row, err);
+    }
+    char path[48];
+    snprintf(path, sizeof path, "records[%zu]", index);
+    return fs_req_error_set(err, 400, FS_EC_INVALID_INPUT, path,
+                            "expected a record (an object or an array), got %s",
+                            json_type_name(rec));
+}
+
 int fs_latents_read(const cJSON *latents, size_t n_dims, const fs_json_limits *lim, double **out,
                     size_t *n_rows_out, fs_req_error *err)
 {

@@ -47,6 +47,8 @@ typedef struct fs_req_error {
 #define FS_EC_UNAVAILABLE       "unavailable"
 #define FS_EC_OVERLOADED        "overloaded"
 #define FS_EC_RELOAD_FAILED     "reload_failed"
+#define FS_EC_CONFLICT          "conflict"         /* a refit is already running */
+#define FS_EC_TRAINER_DISABLED  "trainer_disabled" /* trainer.enabled is false */
 #define FS_EC_INTERNAL          "internal"
 
 /* Caps on what a request may hold (from the configuration). */
@@ -97,6 +99,14 @@ int fs_records_read(const cJSON *records, const fs_schema *s, const fs_json_limi
                     double **rows_out, size_t *n_rows_out, fs_req_error *err);
 
 /*
+ * One record (an element of "records", or one NDJSON line) into row (n_fields doubles,
+ * caller-allocated), by the rules of fs_records_read; index names it in errors
+ * (records[index].field). seen: n_fields bytes of scratch. Errors: -1 with a 400 in err.
+ */
+int fs_record_read(const cJSON *rec, const fs_schema *s, size_t index, unsigned char *seen,
+                   double *row, fs_req_error *err);
+
+/*
  * Convert a "latents" member: an array of arrays of exactly n_dims finite numbers.
  * *out: malloc'd n_rows x n_dims (caller frees). Errors: -1 with a 400 naming latents[i]
  * (wrong length: expected and received) or latents[i][j] (not a finite number), 413 over the
@@ -133,7 +143,11 @@ void fs_strbuf_printf(fs_strbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* A JSON string literal with its quotes; control bytes, quotes and backslashes escaped. */
+/*
+ * A JSON string literal with its quotes; control bytes, quotes and backslashes escaped, and
+ * every byte that is not part of well-formed UTF-8 replaced by \ufffd (the output is always
+ * valid UTF-8, whatever s holds).
+ */
 void fs_strbuf_put_json_string(fs_strbuf *b, const char *s, size_t n);
 /* A number as fs_format_double writes it; a non-finite v sets b->nonfinite and writes 0. */
 void fs_strbuf_put_double(fs_strbuf *b, double v);

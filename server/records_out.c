@@ -94,6 +94,39 @@ void fs_strbuf_printf(fs_strbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence that starts at s (n bytes left), or 0 when there is
+ * none: RFC 3629's table, so no overlong forms, no surrogates and nothing above U+10FFFF.
+ */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (len > n || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (size_t k = 2; k < len; k++) {
+        if (s[k] < 0x80 || s[k] > 0xbf) {
+            return 0;
+        }
+    }
+    return len;
+}
+
 void fs_strbuf_put_json_string(fs_strbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -104,6 +137,20 @@ void fs_strbuf_put_json_string(fs_strbuf *b, const char *s, size_t n)
     size_t run = 0; /* bytes copied verbatim in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            /* JSON text is UTF-8 (RFC 8259 §8.1). Bytes that are not (a client's key, a
+             * Latin-1 level name, a message cut at a byte limit mid-character) become U+FFFD,
+             * so that no answer is ever invalid JSON to a strict parser (issue 7). */
+            size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+            if (len > 0) {
+                i += len - 1;
+                continue;
+            }
+            fs_strbuf_put(b, s + run, i - run);
+            run = i + 1;
+            fs_strbuf_put(b, "\\ufffd", 6);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
             continue;
         }

@@ -21,6 +21,7 @@ typedef struct load_job {
     fs_registry *reg;
     fs_entry *e;
     int force;
+    int stream; /* a stream model: a missing directory means "no version yet" */
     char dir[FS_DIR_MAX];
     int64_t cur_version;
     fs_file_id cur_id;
@@ -111,8 +112,10 @@ static int list_versions(const char *dir, int64_t **out, size_t *n_out, char *er
     *n_out = 0;
     if (d == NULL) {
         char eb[96];
+        int e = errno;
         snprintf(err, errlen, "cannot read directory %.300s: %.96s", dir,
-                 strerror_r(errno, eb, sizeof eb) == 0 ? eb : "error");
+                 strerror_r(e, eb, sizeof eb) == 0 ? eb : "error");
+        errno = e; /* the caller tells a missing directory from other faults */
         return -1;
     }
     while ((de = readdir(d)) != NULL) {
@@ -299,7 +302,19 @@ static void load_work(uv_work_t *req)
     char path[FS_DIR_MAX + 32];
     /* Give back what the models freed since the last load (case-13: RSS stays flat). */
     malloc_trim(0);
+    if (j->publish != NULL && mkdir(j->dir, 0755) != 0 && errno != EEXIST) {
+        char eb[96];
+        j->attempted = 1;
+        j->n_failures++;
+        snprintf(j->error, sizeof j->error, "publish: cannot create %.300s: %.96s", j->dir,
+                 strerror_r(errno, eb, sizeof eb) == 0 ? eb : "error");
+        return;
+    }
     if (list_versions(j->dir, &j->versions, &j->n_versions, j->error, sizeof j->error) != 0) {
+        if (j->stream && errno == ENOENT) {
+            j->error[0] = '\0'; /* trained from the stream: no version yet */
+            return;
+        }
         j->attempted = j->force;
         return;
     }
@@ -324,7 +339,7 @@ static void load_work(uv_work_t *req)
         }
     }
     prune_refused(j);
-    if (j->n_versions == 0 && j->force) {
+    if (j->n_versions == 0 && j->force && !j->stream) {
         j->attempted = 1;
         snprintf(j->error, sizeof j->error, "no <version>.fsm file in %.400s", j->dir);
     }
@@ -421,6 +436,9 @@ static void load_after(uv_work_t *req, int status)
         e->publishing = NULL;
         return;
     }
+    if (e->watch == NULL && reg->timers_open && reg->cfg->watch && e->current != NULL) {
+        fs__registry_watch_entry(reg, e); /* a first version made the directory */
+    }
     if (e->publishing != NULL) {
         fs_reload_waiter *p = e->publishing;
         e->publishing = NULL;
@@ -452,6 +470,7 @@ static void start_job(fs_registry *reg, fs_entry *e, int force, fs_reload_waiter
     j->reg = reg;
     j->e = e;
     j->force = force;
+    j->stream = e->stream;
     snprintf(j->dir, sizeof j->dir, "%s/%s", reg->cfg->models_dir, e->name);
     j->cur_version = e->version;
     j->cur_id = e->file_id;

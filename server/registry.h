@@ -68,6 +68,7 @@ struct fs_entry {
     fs_file_id *refused;            /* files refused and unchanged since: not retried by rescans */
     size_t n_refused;
     uv_fs_event_t *watch; /* inotify on the entry's directory, or NULL */
+    int stream;           /* loop: trained from the stream (issue 5): may have no version yet */
     fs_entry *next;
 };
 
@@ -103,7 +104,16 @@ fs_entry *fs_registry_find(fs_registry *reg, const char *name, size_t len);
 /* The first entry (follow ->next), in name order of discovery. */
 fs_entry *fs_registry_first(fs_registry *reg);
 
-/* 1 when every entry serves a model and no start-up round is pending. */
+/*
+ * The entry for name (a valid model name), created when missing, for a model the background
+ * trainer creates from the stream: stream marks it as one that may have no version yet
+ * (readiness does not wait for it, and a missing directory is not an error). NULL when out
+ * of memory.
+ */
+fs_entry *fs_registry_ensure(fs_registry *reg, const char *name, int stream);
+
+/* 1 when every entry serves a model (entries from the stream without a version yet aside)
+ * and no start-up round is pending. */
 int fs_registry_ready(const fs_registry *reg);
 
 /* Entries, and entries serving a model. */
@@ -117,10 +127,10 @@ void fs_registry_reload(fs_registry *reg, fs_entry *e, fs_reload_waiter *w);
 
 /*
  * Publish a freshly trained model (a background trainer): write it as
- * <models_dir>/<name>/<highest version + 1>.fsm atomically off the loop (fs_model_save),
- * then swap it in. w->published holds a reference that the registry releases. Its schema
- * must equal the served one. w is answered like a reload. Returns 0, or -1 if e already has
- * a publication waiting.
+ * <models_dir>/<name>/<highest version + 1>.fsm atomically off the loop (fs_model_save;
+ * the directory is created when missing), then swap it in. w->published holds a reference that the
+ * registry releases. Its schema must equal the served one. w is answered like a reload. Returns 0,
+ * or -1 if e already has a publication waiting.
  */
 int fs_registry_publish(fs_registry *reg, fs_entry *e, fs_reload_waiter *w);
 

@@ -37,4 +37,7 @@ struct fs_registry {
  */
 void fs__registry_request_load(fs_registry *reg, fs_entry *e, int force, fs_reload_waiter *w);
 
+/* Watch e's directory (once; a stream model's only when its directory exists). Loop. */
+void fs__registry_watch_entry(fs_registry *reg, fs_entry *e);
+
 #endif /* FS_REGISTRY_INTERNAL_H */

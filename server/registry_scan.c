@@ -57,7 +57,7 @@ int fs_registry_ready(const fs_registry *reg)
         return 0;
     }
     for (const fs_entry *e = reg->entries; e != NULL; e = e->next) {
-        if (e->current == NULL) {
+        if (e->current == NULL && !e->stream) {
             return 0;
         }
     }
@@ -127,11 +127,32 @@ static fs_entry *add_entry(fs_registry *reg, const char *name)
     }
     *tail = e;
     if (reg->timers_open && reg->cfg->watch) {
-        char dir[FS_DIR_MAX];
-        snprintf(dir, sizeof dir, "%s/%s", reg->cfg->models_dir, name);
-        e->watch = watch_dir(reg, dir);
+        fs__registry_watch_entry(reg, e);
     }
     fs_log(FS_LOG_DEBUG, "registry", "model name found name=%s", name);
+    return e;
+}
+
+void fs__registry_watch_entry(fs_registry *reg, fs_entry *e)
+{
+    char dir[FS_DIR_MAX];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/%s", reg->cfg->models_dir, e->name);
+    if (e->watch != NULL || (e->stream && stat(dir, &st) != 0)) {
+        return; /* a stream model's directory appears with its first version */
+    }
+    e->watch = watch_dir(reg, dir);
+}
+
+fs_entry *fs_registry_ensure(fs_registry *reg, const char *name, int stream)
+{
+    fs_entry *e = fs_registry_find(reg, name, strlen(name));
+    if (e == NULL) {
+        e = add_entry(reg, name);
+    }
+    if (e != NULL && stream) {
+        e->stream = 1;
+    }
     return e;
 }
 
@@ -301,9 +322,7 @@ int fs_registry_watch(fs_registry *reg)
     if (reg->cfg->watch) {
         reg->watch = watch_dir(reg, reg->cfg->models_dir);
         for (fs_entry *e = reg->entries; e != NULL; e = e->next) {
-            char dir[FS_DIR_MAX];
-            snprintf(dir, sizeof dir, "%s/%s", reg->cfg->models_dir, e->name);
-            e->watch = watch_dir(reg, dir);
+            fs__registry_watch_entry(reg, e);
         }
     }
     if (reg->cfg->rescan_interval_s > 0) {

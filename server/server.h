@@ -17,6 +17,7 @@
 #include <uv.h>
 
 typedef struct fs_http fs_http;
+typedef struct fs_refit fs_refit;
 
 typedef struct fs_server {
     uv_loop_t loop;
@@ -26,6 +27,7 @@ typedef struct fs_server {
     fs_pool *pool;
     fs_registry *reg;
     fs_http *http;
+    fs_refit *refit; /* the background trainer, or NULL when disabled (trainer.h) */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer; /* ticks while draining */
     uv_timer_t watchdog;    /* WATCHDOG=1 pings, when systemd asks for them */
@@ -89,7 +91,8 @@ int fs_api_v2_model(fs_server *srv, fs_entry *e, fs_strbuf *b);
  */
 int fs_api_reload_answer(fs_entry *e, int ok, fs_strbuf *b, fs_req_error *err);
 
-/* /readyz and /v2/health/ready: every model loaded, the start-up round over, not draining. */
+/* /readyz and /v2/health/ready: every model loaded, the start-up round over, every spool
+ * recovered, not draining. */
 int fs_server_ready(const fs_server *srv);
 
 /* Run the daemon with srv->cfg (loop.c). Returns the process exit status. */

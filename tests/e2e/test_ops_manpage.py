@@ -78,7 +78,7 @@ def test_every_config_key_is_named():
     h.check(not missing, "configuration keys missing from CONFIGURATION FILE: %s" % missing)
     # and each option line of `serve --help` names its key and default as the page does
     out = h.run_ok(["serve", "--help"]).stdout
-    for key, default in re.findall(r"\[(\w+), default (\S+?)\]", out):
+    for key, default in re.findall(r"\[([\w.]+), default (\S+?)\]", out):
         h.check("[%s, %s]" % (key, default) in text,
                 "the page does not give [%s, %s] as serve --help does" % (key, default))
 

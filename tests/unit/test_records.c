@@ -398,6 +398,60 @@ static void test_strbuf_json_string_and_error_body(void **state)
     free(body);
 }
 
+/* Put s (n bytes) as a JSON string and compare with want (the literal with its quotes). */
+static void expect_json_string(const char *s, size_t n, const char *want)
+{
+    fs_strbuf b;
+    fs_strbuf_init(&b, 4);
+    fs_strbuf_put_json_string(&b, s, n);
+    char *got = fs_strbuf_take(&b, NULL);
+    assert_non_null(got);
+    if (strcmp(got, want) != 0) {
+        fail_msg("json string of %zu bytes: got %s, want %s", n, got, want);
+    }
+    free(got);
+}
+
+/* Issue 7 (fuzz_request): a client's key of invalid UTF-8, or one cut at 64 bytes in the
+ * middle of a character, was echoed into the error body, which strict parsers refuse. */
+static void test_strbuf_json_string_always_utf8(void **state)
+{
+    (void)state;
+    /* Well-formed UTF-8 passes verbatim: 2, 3 and 4 bytes, and the edges of the table. */
+    expect_json_string("\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80", 9,
+                       "\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"");
+    expect_json_string("\xc2\x80\xed\x9f\xbf\xf4\x8f\xbf\xbf", 9,
+                       "\"\xc2\x80\xed\x9f\xbf\xf4\x8f\xbf\xbf\"");
+    /* Each byte that is not part of a well-formed sequence becomes U+FFFD. */
+    expect_json_string("a\xff\xfe", 3, "\"a\\ufffd\\ufffd\"");
+    expect_json_string("\xc3", 1, "\"\\ufffd\"");                       /* cut short */
+    expect_json_string("x\xe4\xb8", 3, "\"x\\ufffd\\ufffd\"");          /* cut short */
+    expect_json_string("\xc0\xaf", 2, "\"\\ufffd\\ufffd\"");            /* overlong '/' */
+    expect_json_string("\xe0\x80\xaf", 3, "\"\\ufffd\\ufffd\\ufffd\""); /* overlong */
+    expect_json_string("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""); /* surrogate */
+    expect_json_string("\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* > U+10FFFF */
+    expect_json_string("\xc3\xa9\x80q", 4, "\"\xc3\xa9\\ufffdq\"");                /* stray byte */
+    /* An error message cut mid-character by %.64s still gives a valid body. */
+    char key[80];
+    for (size_t i = 0; i < 39; i++) {
+        key[2 * i] = (char)0xc3;
+        key[2 * i + 1] = (char)0xa9;
+    }
+    key[78] = '\0';
+    fs_req_error e;
+    size_t len;
+    fs_req_error_set(&e, 400, FS_EC_UNKNOWN_FIELD, NULL, "unknown field \"%.63s\"", key);
+    char *body = fs_req_error_format(&e, &len);
+    cJSON *root = cJSON_Parse(body);
+    assert_non_null(root);
+    const char *msg =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "error"), "message")
+            ->valuestring;
+    assert_non_null(strstr(msg, "\xc3\xa9\xef\xbf\xbd\"")); /* ...é then U+FFFD */
+    cJSON_Delete(root);
+    free(body);
+}
+
 static void test_put_record_refuses_bad_values(void **state)
 {
     (void)state;
@@ -428,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_model_name_valid),
         cmocka_unit_test(test_format_double_round_trips),
         cmocka_unit_test(test_strbuf_json_string_and_error_body),
+        cmocka_unit_test(test_strbuf_json_string_always_utf8),
         cmocka_unit_test(test_put_record_refuses_bad_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
