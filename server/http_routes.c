@@ -194,7 +194,8 @@ int fs__http_admin_ok(fs_req *r)
     }
     const char *auth =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
+    /* the scheme is case-insensitive (RFC 7235, section 2.1); the token is not */
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
         fs_req_error_set(&e, 401, FS_EC_UNAUTHORIZED, NULL,
                          "this endpoint needs an Authorization: Bearer token");
         fs__http_error(r, &e);
@@ -571,7 +572,13 @@ void fs__http_dispatch(fs_req *r)
         }
         return;
     case FS_ROUTE_RECORDS:
-        submit_ingest(r, e);
+        /*
+         * Ingested records decide the next refit, and with it what is anomalous (data
+         * poisoning): with a token configured, ingest is an admin endpoint like training.
+         */
+        if (e != NULL && fs__http_admin_ok(r)) {
+            submit_ingest(r, e);
+        }
         return;
     case FS_ROUTE_TRAINING:
         training(r, e);

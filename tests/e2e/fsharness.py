@@ -184,11 +184,17 @@ class Server:
     def conn(self, timeout=60):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
+    # Headers sent with every request (e.g. an Authorization for a test that ingests under a
+    # token); a request's own headers override them.
+    default_headers = None
+
     def request(self, method, path, body=None, headers=None, conn=None, timeout=60):
         own = conn is None
         c = conn or self.conn(timeout)
         try:
             h = {"Content-Type": "application/json"}
+            if self.default_headers:
+                h.update(self.default_headers)
             if headers:
                 h.update(headers)
             if isinstance(body, (dict, list)):

@@ -195,8 +195,15 @@ def main():
         srv = th.server(binp, models, state, ["--trainer-min-new-records", "0",
                                               "--trainer-epochs", "2"], env=env)
         try:
+            r = th.post_records(srv, "cic", [])
+            c.eq(r.status, 401, "ingest without the token (ingest is an admin endpoint)")
+            r = srv.post("/v1/models/cic/records", b"", headers={
+                "Authorization": "Bearer wrong", "Content-Type": "application/x-ndjson"})
+            c.eq(r.status, 403, "ingest with a wrong token")
+            srv.default_headers = {"Authorization": "bearer " + TOKEN}  # scheme: any case
             case09(c, srv)
             body_faults(c, srv)
+            srv.default_headers = None
             before = control(c, srv)
             c.eq(th.version(srv, "cic"), before["last_run"]["version"] or 1,
                  "the served version is the last run's")
