@@ -95,6 +95,8 @@ AUTH="Authorization: Bearer $TOKEN"
 
 # ---------------------------------------------------------------- the daemon
 EXTRA=()
+read -r -a USER_EXTRA <<<"${SOAK_SERVE_ARGS:-}" # extra flags for `flowscore serve`
+EXTRA+=("${USER_EXTRA[@]}")
 if "$BIN" serve --help 2>/dev/null | grep -q -- --trainer-spool-max-records; then
     # A small spool: it reaches its cap (and its steady memory) within the first minute.
     EXTRA+=(--trainer-spool-max-records 5000)
