@@ -22,7 +22,7 @@ The data is looked for in \$FLOWSCORE_DATA, then ../shared/data/nsl_kdd, then da
 
 options:
   --epochs N       training epochs over all 67,343 normal rows (default 5; each epoch shows a
-                   progress line, about 10 s on 2 cores)
+                   progress line with its rows_per_s and eta_s: the time depends on the machine)
   --quick          2 epochs (same rows), for a first look in about half the time
   --batch-rows N   records per HTTP request (default 256)
   --connections N  concurrent HTTP connections of the client (default 4)

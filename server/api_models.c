@@ -95,8 +95,27 @@ int fs_api_v2_server(fs_server *srv, fs_strbuf *b)
     return 200;
 }
 
+/* The first categorical field of m, or -1: v2 infer takes numeric tensors only (api_v2.c). */
+static long first_categorical(const fs_model *m)
+{
+    const fs_schema *s = fs_model_schema(m);
+    for (size_t f = 0; f < fs_schema_n_fields(s); f++) {
+        if (fs_schema_field_type(s, f) == FS_FIELD_CATEGORICAL) {
+            return (long)f;
+        }
+    }
+    return -1;
+}
+
+/*
+ * GET /v2/models/{name}: the tensor metadata of the Open Inference Protocol. A model with a
+ * categorical field takes no v2 tensor, so it advertises no inputs and says why in
+ * "parameters" (it used to claim an FP32 [-1, D] input that infer then refused); its outputs
+ * are still the four v2 infer would give, and /ready still answers 200.
+ */
 int fs_api_v2_model(fs_server *srv, fs_entry *e, fs_strbuf *b)
 {
+    long cat;
     (void)srv;
     fs_strbuf_puts(b, "{\"name\":");
     fs_strbuf_put_json_string(b, e->name, strlen(e->name));
@@ -105,14 +124,32 @@ int fs_api_v2_model(fs_server *srv, fs_entry *e, fs_strbuf *b)
                           "\"outputs\":[]}\n");
         return 200;
     }
-    fs_strbuf_printf(b,
-                     ",\"versions\":[\"%lld\"],\"platform\":\"flowscore_realnvp\","
-                     "\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[-1,%zu]}],"
-                     "\"outputs\":[{\"name\":\"score\",\"datatype\":\"FP64\",\"shape\":[-1]},"
-                     "{\"name\":\"log_prob\",\"datatype\":\"FP64\",\"shape\":[-1]},"
-                     "{\"name\":\"percentile\",\"datatype\":\"FP64\",\"shape\":[-1]},"
-                     "{\"name\":\"anomaly\",\"datatype\":\"BOOL\",\"shape\":[-1]}]}\n",
-                     (long long)e->version, fs_model_n_fields(e->current));
+    fs_strbuf_printf(b, ",\"versions\":[\"%lld\"],\"platform\":\"flowscore_realnvp\",",
+                     (long long)e->version);
+    cat = first_categorical(e->current);
+    if (cat < 0) {
+        fs_strbuf_printf(b,
+                         "\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[-1,%zu]}],",
+                         fs_model_n_fields(e->current));
+    } else {
+        fs_strbuf_puts(b, "\"inputs\":[],");
+    }
+    fs_strbuf_puts(b, "\"outputs\":[{\"name\":\"score\",\"datatype\":\"FP64\",\"shape\":[-1]},"
+                      "{\"name\":\"log_prob\",\"datatype\":\"FP64\",\"shape\":[-1]},"
+                      "{\"name\":\"percentile\",\"datatype\":\"FP64\",\"shape\":[-1]},"
+                      "{\"name\":\"anomaly\",\"datatype\":\"BOOL\",\"shape\":[-1]}],");
+    if (cat < 0) {
+        fs_strbuf_puts(b, "\"parameters\":{\"v2_infer\":true}}\n");
+        return 200;
+    }
+    char note[384];
+    snprintf(note, sizeof note,
+             "v2 infer is not available for this model: field %s is categorical and v2 infer "
+             "takes numeric tensors only; score it with POST /v1/models/%s/score",
+             fs_schema_field_name(fs_model_schema(e->current), (size_t)cat), e->name);
+    fs_strbuf_puts(b, "\"parameters\":{\"v2_infer\":false,\"v2_infer_note\":");
+    fs_strbuf_put_json_string(b, note, strlen(note));
+    fs_strbuf_puts(b, "}}\n");
     return 200;
 }
 

@@ -2,7 +2,9 @@
  * api_v2.c: POST /v2/models/{name}/infer (Open Inference Protocol v2) on the workers.
  *
  * One input tensor of shape [N, D] (D = the model's fields, all numeric), datatype FP32 or
- * FP64, data nested ([[...], ...]) or flat, row-major. Outputs: "score" and "log_prob" (FP64)
+ * FP64, data nested ([[...], ...]) or flat, row-major. A model with a categorical field has
+ * no v2 input (its metadata says "inputs": [] and "parameters": {"v2_infer": false}), and
+ * infer answers 400 naming the field and the v1 route. Outputs: "score" and "log_prob" (FP64)
  * by default; "percentile" (FP64) and "anomaly" (BOOL) on request. Errors are
  * {"error": "..."} with status 400, as the protocol specifies.
  */
@@ -179,9 +181,11 @@ static int infer_parse(fs_job *job, const cJSON *root, infer_state *st, fs_req_e
     }
     for (size_t f = 0; f < n_fields; f++) {
         if (fs_schema_field_type(s, f) == FS_FIELD_CATEGORICAL) {
+            /* the same sentence as GET /v2/models/{name}'s "v2_infer_note" (api_models.c) */
             return fs_req_error_set(e, 400, FS_EC_INVALID_INPUT, "inputs",
-                                    "v2 infer takes numeric tensors, but field %s is "
-                                    "categorical: use POST /v1/models/%s/score",
+                                    "v2 infer is not available for this model: field %s is "
+                                    "categorical and v2 infer takes numeric tensors only; "
+                                    "score it with POST /v1/models/%s/score",
                                     fs_schema_field_name(s, f), job->model_name);
         }
     }

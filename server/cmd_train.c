@@ -64,6 +64,19 @@ static const char fs_train_usage[] =
     "Bad cells (text in a numeric field, NaN, Infinity, empty, 1e999, a wrong number of\n"
     "cells) stop training with the line and column, or are skipped with --skip-bad-rows.\n"
     "Sentinel values such as -1 are NOT bad cells: they pass through as ordinary numbers.\n"
+    "A first row that looks like data (all numbers, one with a point, sign or exponent; or a\n"
+    "number repeated) is refused: the file seems to have no header; add one, or give --schema\n"
+    "a file with \"header\": false.\n"
+    "\n"
+    "Progress lines (\"epoch i/n train_nll=... val_nll=... rows_per_s=... eta_s=...\"):\n"
+    "  train_nll   the mean NLL (nats/row) of this epoch's training batches over ALL their\n"
+    "              rows: a few far-out rows can make it huge (the engine reports no trimmed\n"
+    "              training figure), so it is not comparable with val_nll\n"
+    "  val_nll     the trimmed validation NLL: the mean over all validation rows but the\n"
+    "              worst 1%; early stopping and the choice of the saved model use it\n"
+    "The summary's best validation NLL is this trimmed figure. The model saved is the one of\n"
+    "the best epoch; epoch 0 is the untrained model (the whitened Gaussian, or the Gaussian\n"
+    "of the standardised fields with --no-whiten), saved when training did not improve on it.\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
@@ -161,6 +174,7 @@ static int parse_params(const char *cmd, const train_opts *t, fs_train_params *p
 {
     static const char *const optimizers[] = { "adam", "sgd" };
     static const char *const schedules[] = { "constant", "cosine", "step" };
+    static const char *const presets[] = { "realnvp", "default" }; /* fs_spec_preset's names */
     int64_t v = 0;
     int choice = 0;
 #define FS_INT_OPT(text, name, lo, hi, field)                                                      \
@@ -202,6 +216,11 @@ static int parse_params(const char *cmd, const train_opts *t, fs_train_params *p
         }
         p->schedule = (fs_lr_schedule)choice;
     }
+    /* an unknown name is the user's slip, exit 2 like --optimizer's, not an engine failure */
+    if (t->preset != NULL &&
+        fs_cli_parse_choice(cmd, "--preset", t->preset, presets, 2, &choice) != 0) {
+        return FS_CLI_EXIT_USAGE;
+    }
     if (t->no_whiten) {
         p->whiten = 0;
     }
@@ -242,8 +261,43 @@ static fs_err load_spec(const char *cmd, const train_opts *t, fs_spec **out)
     return err;
 }
 
-static void print_summary(const train_opts *t, const fs_dataset *d, const fs_train_report *r,
-                          const fs_model *m)
+/*
+ * The best-epoch lines. The figure is the trimmed validation mean, not train_nll's kind, and
+ * epoch 0 is the untrained start: a new user read "best ... at epoch 0" as a bug and could not
+ * tell which model was saved.
+ */
+static void print_best(const fs_train_params *p, const fs_train_report *r)
+{
+    char trim[64];
+    const char *gaussian =
+        p->whiten ? "the whitened Gaussian" : "the Gaussian of the standardised fields";
+    if (!isfinite(r->best_val_nll)) {
+        return;
+    }
+    if (r->val_rows > 0) {
+        snprintf(trim, sizeof trim, "trimmed: the worst %g%% of validation rows left out",
+                 100.0 * p->val_trim);
+    } else {
+        snprintf(trim, sizeof trim, "no validation rows: the training mean");
+    }
+    printf("  best validation NLL: %.6f nats/row at epoch %d (%s)\n", r->best_val_nll,
+           r->best_epoch, trim);
+    if (r->best_epoch > 0) {
+        printf("  saved model: epoch %d (the best validation NLL of %d epoch%s run%s)\n",
+               r->best_epoch, r->epochs_run, r->epochs_run == 1 ? "" : "s",
+               r->stopped_early ? ", stopped early" : "");
+    } else if (r->epochs_run > 0) {
+        printf("  saved model: epoch 0 (the untrained model: %s; training did not improve on "
+               "it in %d epoch%s%s)\n",
+               gaussian, r->epochs_run, r->epochs_run == 1 ? "" : "s",
+               r->stopped_early ? ", stopped early" : "");
+    } else {
+        printf("  saved model: epoch 0 (the untrained model: %s; no epochs run)\n", gaussian);
+    }
+}
+
+static void print_summary(const train_opts *t, const fs_train_params *p, const fs_dataset *d,
+                          const fs_train_report *r, const fs_model *m)
 {
     char bad[600];
     printf("summary:\n");
@@ -257,13 +311,9 @@ static void print_summary(const train_opts *t, const fs_dataset *d, const fs_tra
     if (d->stats.truncated) {
         printf("  max rows: stopped reading at --max-rows %lld\n", (long long)d->stats.used);
     }
-    fs_dataset_format_bad(&d->stats, bad, sizeof bad);
+    fs_dataset_format_bad_detail(&d->stats, bad, sizeof bad);
     printf("  skipped bad rows: %s\n", d->stats.bad > 0 ? bad : "0");
-    if (isfinite(r->best_val_nll)) {
-        printf("  best validation NLL: %.6f nats/row at epoch %d (%d epochs run%s)\n",
-               r->best_val_nll, r->best_epoch, r->epochs_run,
-               r->stopped_early ? ", stopped early" : "");
-    }
+    print_best(p, r);
     printf("  constant fields: %s\n", r->n_constant_fields > 0 ? r->constant_fields : "none");
     printf("  duplicate share: %.4f of rows repeat an earlier row; top duplicate share %.4f\n",
            r->duplicate_share, r->top_duplicate_share);
@@ -332,7 +382,7 @@ static int train_and_save(const char *cmd, const train_opts *t, const fs_dataset
         fs_cli_engine_error(cmd, t->out, err, &diag);
         goto out;
     }
-    print_summary(t, d, fs_trainer_report(tr), m);
+    print_summary(t, p, d, fs_trainer_report(tr), m);
     status = fflush(stdout) == 0 ? FS_CLI_EXIT_OK : FS_CLI_EXIT_FAILURE;
 out:
     fs_model_unref(m);
@@ -445,6 +495,12 @@ int fs_cmd_train(int argc, char **argv)
     }
     if (d->stats.unused_columns[0] != '\0') {
         fs_cli_note(cmd, "ignored columns not in the schema: %s", d->stats.unused_columns);
+    }
+    if (d->stats.numeric_header[0] != '\0') {
+        fs_cli_note(cmd,
+                    "every name in the header row %s is a number; if that row is data, the "
+                    "file has no header: add one, or give --schema a file with \"header\": false",
+                    d->stats.numeric_header);
     }
     if (t.print_schema && fs_dataset_print_schema(d, stdout) != FS_OK) {
         fs_cli_error(cmd, "cannot print the schema");

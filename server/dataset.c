@@ -187,6 +187,82 @@ void fs__dataset_excerpt(const char *s, size_t len, char *buf, size_t size)
     buf[j] = '\0';
 }
 
+/* Whether s is one or more ASCII digits and nothing else: a number that may be a name. */
+static int all_digits(const char *s)
+{
+    if (*s == '\0') {
+        return 0;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+fs_header_kind fs__dataset_header_kind(const char *const *cells, size_t n)
+{
+    size_t n_numbers = 0, n_text = 0, n_plain = 0;
+    for (size_t c = 0; c < n; c++) {
+        double v;
+        fs_cell_status st = fs_dataset_parse_number(cells[c], strlen(cells[c]), &v);
+        if (st == FS_CELL_EMPTY || st == FS_CELL_NONFINITE) {
+            continue;
+        }
+        if (st == FS_CELL_NOT_NUMBER) {
+            n_text++;
+            continue;
+        }
+        n_numbers++;
+        n_plain += (size_t)all_digits(cells[c]);
+        /* a number that appears twice: a real header with it would fail anyway ("appears
+         * twice"); a data row of counts and flags repeats 0 and 1 (NSL-KDD's first row) */
+        for (size_t k = 0; k < c; k++) {
+            if (strcmp(cells[k], cells[c]) == 0) {
+                return FS_HEADER_DATA;
+            }
+        }
+    }
+    if (n_numbers == 0 || n_text > 0) {
+        return FS_HEADER_NAMES;
+    }
+    /* Every cell is a number. Years, wavelengths and pandas' 0,1,2 make real headers of
+     * plain digits, so those stay names; "119.323", "-1" or "1e3" are not names anyone
+     * writes. */
+    return n_plain == n_numbers ? FS_HEADER_DIGITS : FS_HEADER_DATA;
+}
+
+int fs__dataset_mostly_numbers(const char *const *cells, size_t n)
+{
+    size_t n_numbers = 0, n_filled = 0;
+    for (size_t c = 0; c < n; c++) {
+        double v;
+        fs_cell_status st = fs_dataset_parse_number(cells[c], strlen(cells[c]), &v);
+        if (st == FS_CELL_EMPTY) {
+            continue;
+        }
+        n_filled++;
+        n_numbers += st == FS_CELL_OK || st == FS_CELL_OVERFLOW;
+    }
+    return n_numbers * 2 > n_filled;
+}
+
+void fs__dataset_row_excerpt(const char *const *cells, size_t n, char *buf, size_t size)
+{
+    char joined[96];
+    size_t used = 0;
+    for (size_t c = 0; c < n && used < sizeof joined - 1; c++) {
+        int k = snprintf(joined + used, sizeof joined - used, "%s%s", c > 0 ? "," : "", cells[c]);
+        if (k < 0) {
+            break;
+        }
+        used += (size_t)k < sizeof joined - used ? (size_t)k : sizeof joined - 1 - used;
+    }
+    joined[used] = '\0';
+    fs__dataset_excerpt(joined, used, buf, size);
+}
+
 /* ------------------------------------------------------------------------- schema files */
 
 void fs_schema_file_free(fs_schema_file *sf)
@@ -346,11 +422,15 @@ fs_err fs_schema_file_load(const char *path, fs_schema_file **out, fs_diag *diag
 
 /* ------------------------------------------------------------------------- bad rows */
 
-void fs_dataset_format_bad(const fs_dataset_stats *stats, char *buf, size_t len)
+/*
+ * The sentence of fs_dataset_format_bad (detail 0), or its part after the summary's own
+ * "skipped bad rows: " (detail 1): "2 (1 non-finite value, 1 empty cell); line 2 (...)".
+ */
+static void format_bad(const fs_dataset_stats *stats, int detail, char *buf, size_t len)
 {
     size_t used = 0;
     int k;
-    const char *sep = ": ";
+    const char *sep = detail ? " (" : ": ";
     if (len == 0) {
         return;
     }
@@ -366,13 +446,20 @@ void fs_dataset_format_bad(const fs_dataset_stats *stats, char *buf, size_t len)
         }                                                                                          \
         used += (size_t)k;                                                                         \
     } while (0)
-    FS_APPEND("%lld bad row%s skipped", (long long)stats->bad, stats->bad == 1 ? "" : "s");
+    if (detail) {
+        FS_APPEND("%lld", (long long)stats->bad);
+    } else {
+        FS_APPEND("%lld bad row%s skipped", (long long)stats->bad, stats->bad == 1 ? "" : "s");
+    }
     for (int s = 1; s < FS_CELL__COUNT; s++) {
         if (stats->bad_by_status[s] > 0) {
             FS_APPEND("%s%lld %s", sep, (long long)stats->bad_by_status[s],
                       fs_cell_status_text((fs_cell_status)s));
             sep = ", ";
         }
+    }
+    if (detail) {
+        FS_APPEND(")");
     }
     sep = "; ";
     for (size_t i = 0; i < stats->n_examples; i++) {
@@ -389,6 +476,16 @@ void fs_dataset_format_bad(const fs_dataset_stats *stats, char *buf, size_t len)
         FS_APPEND(", ...");
     }
 #undef FS_APPEND
+}
+
+void fs_dataset_format_bad(const fs_dataset_stats *stats, char *buf, size_t len)
+{
+    format_bad(stats, 0, buf, len);
+}
+
+void fs_dataset_format_bad_detail(const fs_dataset_stats *stats, char *buf, size_t len)
+{
+    format_bad(stats, 1, buf, len);
 }
 
 /* ------------------------------------------------------------------------- inference */

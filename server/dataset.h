@@ -11,6 +11,14 @@
  * columns by name: a feature column the schema needs and the header lacks is an error naming
  * it; header columns that nothing uses are ignored and listed in the stats.
  *
+ * Headerless files. A header row that looks like data is an error saying the file seems to
+ * have no header (add one, or give a schema file with "header": false): with an inferred
+ * schema when every non-blank cell is a number and one has a sign, point or exponent
+ * ("119.323,2.033"), or when a number appears twice ("0,tcp,ftp_data,SF,491,0,0"); with a
+ * schema, when a column it needs is missing and the header is all numbers or repeats one.
+ * A header of distinct plain digits ("2019,2020", pandas' "0,1,2") is taken as names, and
+ * with an inferred schema it is noted in the stats (numeric_header).
+ *
  * Schema file (JSON; the engine parses the feature part with fs_schema_parse_json):
  *   {"header": false,
  *    "fields": [{"name": "duration", "type": "integer", "transform": "log1p"},
@@ -121,6 +129,8 @@ typedef struct fs_dataset_stats {
     fs_bad_row examples[FS_DATASET_BAD_EXAMPLES];
     int truncated;            /* reading stopped at max_rows */
     char unused_columns[512]; /* header columns nothing uses, comma-separated ("" if none) */
+    char numeric_header[40];  /* inferred schema: the header row, quoted, when every name in
+                                 it is a plain number ("'2019,2020'"), worth a note; else "" */
 } fs_dataset_stats;
 
 /*
@@ -128,6 +138,13 @@ typedef struct fs_dataset_stats {
  * line 2 (flow_bytes_s: non-finite value), line 3 (flow_bytes_s: empty cell)". "" if none.
  */
 void fs_dataset_format_bad(const fs_dataset_stats *stats, char *buf, size_t len);
+
+/*
+ * The same facts after a label that already says "skipped bad rows": the count, the reasons
+ * in parentheses, then the first lines, e.g. "2 (1 non-finite value, 1 empty cell); line 2
+ * (flow_bytes_s: non-finite value), line 3 (flow_bytes_s: empty cell)". "" if none.
+ */
+void fs_dataset_format_bad_detail(const fs_dataset_stats *stats, char *buf, size_t len);
 
 /* A kept row handed to a fs_dataset_row_fn; valid during the call only. */
 typedef struct fs_dataset_row {

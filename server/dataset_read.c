@@ -19,21 +19,12 @@ typedef enum ds_kind {
     DS_UNDECIDED    /* inferred column whose first non-empty cell has not come yet */
 } ds_kind;
 
-/* Distinct values of a learned categorical column: ids in order of appearance. */
-typedef struct ds_levels {
-    char **names;
-    size_t n;
-    size_t cap;
-    uint32_t *slots; /* open addressing, id + 1; 0 is free */
-    size_t n_slots;
-} ds_levels;
-
 typedef struct ds_column {
     char *name;
     ds_kind kind;
     int32_t field; /* index in the record, or -1 */
     fs_column_role role;
-    ds_levels levels;
+    fs_levels levels;
 } ds_column;
 
 typedef struct ds_reader {
@@ -41,6 +32,9 @@ typedef struct ds_reader {
     const fs_schema *lookup; /* features with their levels (read mode, or a schema file) */
     int load;                /* load mode: keep rows, learn levels, infer types */
     int need_header;
+    fs_header_kind header_kind; /* of the header row; FS_HEADER_NAMES without one */
+    int header_numbers;         /* most of the header row's cells are numbers */
+    char header_excerpt[40];    /* the header row, for messages */
     size_t n_columns;
     ds_column *cols;
     size_t n_fields;
@@ -60,87 +54,6 @@ typedef struct ds_reader {
 
 /* ------------------------------------------------------------------------- levels */
 
-static uint64_t hash_bytes(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static void levels_free(ds_levels *lv)
-{
-    for (size_t i = 0; i < lv->n; i++) {
-        free(lv->names[i]);
-    }
-    free(lv->names);
-    free(lv->slots);
-    memset(lv, 0, sizeof *lv);
-}
-
-static int levels_rehash(ds_levels *lv, size_t n_slots)
-{
-    uint32_t *slots = calloc(n_slots, sizeof *slots);
-    if (slots == NULL) {
-        return -1;
-    }
-    for (size_t id = 0; id < lv->n; id++) {
-        size_t at = (size_t)hash_bytes(lv->names[id], strlen(lv->names[id])) & (n_slots - 1);
-        while (slots[at] != 0) {
-            at = (at + 1) & (n_slots - 1);
-        }
-        slots[at] = (uint32_t)id + 1;
-    }
-    free(lv->slots);
-    lv->slots = slots;
-    lv->n_slots = n_slots;
-    return 0;
-}
-
-/* The id of value (len bytes, a valid level name), added if new; -1 when out of memory,
- * -2 past FS_DATASET_MAX_LEVELS. */
-static long levels_intern(ds_levels *lv, const char *value, size_t len)
-{
-    size_t at;
-    if (lv->n_slots == 0 && levels_rehash(lv, 64) != 0) {
-        return -1;
-    }
-    at = (size_t)hash_bytes(value, len) & (lv->n_slots - 1);
-    while (lv->slots[at] != 0) {
-        const char *name = lv->names[lv->slots[at] - 1];
-        if (strlen(name) == len && memcmp(name, value, len) == 0) {
-            return (long)lv->slots[at] - 1;
-        }
-        at = (at + 1) & (lv->n_slots - 1);
-    }
-    if (lv->n == FS_DATASET_MAX_LEVELS) {
-        return -2;
-    }
-    if (lv->n == lv->cap) {
-        size_t cap = lv->cap == 0 ? 16 : lv->cap * 2;
-        char **names = realloc(lv->names, cap * sizeof *names);
-        if (names == NULL) {
-            return -1;
-        }
-        lv->names = names;
-        lv->cap = cap;
-    }
-    lv->names[lv->n] = malloc(len + 1);
-    if (lv->names[lv->n] == NULL) {
-        return -1;
-    }
-    memcpy(lv->names[lv->n], value, len);
-    lv->names[lv->n][len] = '\0';
-    lv->slots[at] = (uint32_t)lv->n + 1;
-    lv->n++;
-    if (lv->n * 2 > lv->n_slots && levels_rehash(lv, lv->n_slots * 2) != 0) {
-        return -1;
-    }
-    return (long)lv->n - 1;
-}
-
 typedef struct ds_level_ref {
     const char *name;
     size_t id;
@@ -157,7 +70,7 @@ static int cmp_level_ref(const void *a, const void *b)
  */
 static fs_err levels_finish(ds_reader *r, ds_column *col, fs_schema *schema, int add)
 {
-    ds_levels *lv = &col->levels;
+    fs_levels *lv = &col->levels;
     size_t n = lv->n;
     fs_err err = FS_OK;
     ds_level_ref *refs = calloc(n == 0 ? 1 : n, sizeof *refs);
@@ -202,7 +115,7 @@ static void reader_free(ds_reader *r)
 {
     for (size_t c = 0; c < r->n_columns; c++) {
         free(r->cols[c].name);
-        levels_free(&r->cols[c].levels);
+        fs__levels_free(&r->cols[c].levels);
     }
     free(r->cols);
     free(r->record);
@@ -224,9 +137,48 @@ static long find_column(const ds_reader *r, const char *name)
     return found;
 }
 
+/*
+ * The first row was read as a header but looks like data: say so, rather than train on
+ * fields named "119.323" or report "the column 0 appears twice" (a new user's headerless
+ * files).
+ */
+static fs_err headerless(const ds_reader *r)
+{
+    return fs__dataset_diag(r->diag, FS_ERR_FORMAT,
+                            "%s seems to have no header row: its first row looks like data, "
+                            "not column names; add a header row naming the columns, or give "
+                            "--schema a file with \"header\": false (first row: %s)",
+                            r->o->path, r->header_excerpt);
+}
+
+/* Whether the header names any feature field of the schema (always 0 without one). */
+static int header_names_a_field(const ds_reader *r)
+{
+    size_t n = r->lookup != NULL ? fs_schema_n_fields(r->lookup) : 0;
+    for (size_t f = 0; f < n; f++) {
+        if (find_column(r, fs_schema_field_name(r->lookup, f)) != -1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A column is missing or doubled: is the header to blame? Yes when it is all numbers or
+ * repeats one, or when it is mostly numbers and names none of the schema's fields (a data row
+ * of mixed numbers and text, "1200,10,0.5,tcp").
+ */
+static int header_is_data(const ds_reader *r)
+{
+    return r->header_kind != FS_HEADER_NAMES || (r->header_numbers && !header_names_a_field(r));
+}
+
 static fs_err column_lookup(ds_reader *r, const char *name, const char *what, long *out)
 {
     long c = find_column(r, name);
+    if (c < 0 && header_is_data(r)) {
+        return headerless(r); /* "no column named duration" would hide the cause */
+    }
     if (c == -2) {
         return fs__dataset_diag(r->diag, FS_ERR_FORMAT, "%s: the column %s appears twice",
                                 r->o->path, name);
@@ -357,8 +309,31 @@ static void note_unused(ds_reader *r)
     }
 }
 
-/* Lay out the columns from the header row, or from a headerless schema file. */
-static fs_err reader_setup(ds_reader *r, const char *const *names, size_t n)
+/*
+ * Check a header row (n cells) for data: with an inferred schema, a row that is surely data
+ * is an error, and one of plain digits is noted in the stats. With a schema, column_lookup
+ * blames a missing column on the header when it looks like data.
+ */
+static fs_err check_header(ds_reader *r, const char *const *names, size_t n)
+{
+    r->header_kind = fs__dataset_header_kind(names, n);
+    r->header_numbers = fs__dataset_mostly_numbers(names, n);
+    fs__dataset_row_excerpt(names, n, r->header_excerpt, sizeof r->header_excerpt);
+    if (r->lookup != NULL) {
+        return FS_OK;
+    }
+    if (r->header_kind == FS_HEADER_DATA) {
+        return headerless(r);
+    }
+    if (r->header_kind == FS_HEADER_DIGITS) {
+        snprintf(r->stats->numeric_header, sizeof r->stats->numeric_header, "%s",
+                 r->header_excerpt);
+    }
+    return FS_OK;
+}
+
+/* Lay out the columns from the header row, or (from_header 0) from a headerless schema file. */
+static fs_err reader_setup(ds_reader *r, const char *const *names, size_t n, int from_header)
 {
     const fs_schema_file *sf = r->o->schema_file;
     fs_err err;
@@ -367,6 +342,12 @@ static fs_err reader_setup(ds_reader *r, const char *const *names, size_t n)
         return FS_ERR_NOMEM;
     }
     r->n_columns = n;
+    if (from_header) {
+        err = check_header(r, names, n);
+        if (err != FS_OK) {
+            return err;
+        }
+    }
     for (size_t c = 0; c < n; c++) {
         r->cols[c].field = -1;
         r->cols[c].role = FS_COLUMN_FEATURE; /* tentative: settled below */
@@ -552,7 +533,7 @@ static int reader_record(ds_reader *r, const fs_csv_row *row)
     for (size_t c = 0; c < r->n_columns; c++) {
         ds_column *col = &r->cols[c];
         if (col->kind == DS_LEVEL_LEARN) {
-            long id = levels_intern(&col->levels, row->cells[c], row->lens[c]);
+            long id = fs__levels_intern(&col->levels, row->cells[c], row->lens[c]);
             if (id == -2) {
                 r->err = fs__dataset_diag(r->diag, FS_ERR_INVALID,
                                           "%s line %lld, column %s: more than %d distinct "
@@ -593,7 +574,7 @@ static int reader_on_row(void *user, const fs_csv_row *row)
     ds_reader *r = user;
     if (r->need_header) {
         r->need_header = 0;
-        r->err = reader_setup(r, row->cells, row->n_cells);
+        r->err = reader_setup(r, row->cells, row->n_cells, 1);
         return r->err != FS_OK;
     }
     return reader_record(r, row);
@@ -616,7 +597,7 @@ static fs_err reader_run(ds_reader *r)
         for (size_t c = 0; c < sf->n_columns; c++) {
             names[c] = sf->names[c];
         }
-        err = reader_setup(r, names, sf->n_columns);
+        err = reader_setup(r, names, sf->n_columns, 0);
         free(names);
         if (err != FS_OK) {
             return err;

@@ -67,6 +67,8 @@ def test_help_and_usage_errors():
         ["train", "--data", "x.csv", "--out", "m.fsm", "--lr", "1e999"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--lr", "0x10"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--optimizer", "rmsprop"],
+        ["train", "--data", "x.csv", "--out", "m.fsm", "--preset", "nope"],
+        ["train", "--data", "x.csv", "--out", "m.fsm", "--schedule", "weekly"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--threshold-quantile", "1.5"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--quiet=1"],
         ["train", "--data", "x.csv", "--out", "m.fsm", "--label-col", "label"],
@@ -242,6 +244,96 @@ def test_print_schema_round_trip():
         h.check(os.path.exists(out), "model written with the printed schema")
 
 
+HEADERLESS = "seems to have no header row"
+
+
+def test_headerless_files():
+    """A first row that is data is refused by train, score and eval with the fix, never read
+    as names ("119.323"), blamed on a duplicate column "0" or on a missing column "a"."""
+    m = model()
+    with h.tmpdir() as d:
+        rows = "".join("%.3f,%.3f\n" % (100 + i * 1.7, 2 + (i % 7) * 0.13) for i in range(60))
+        nohdr = write(os.path.join(d, "nohdr.csv"), rows)
+        out = os.path.join(d, "n.fsm")
+        for args in (["train", "--data", nohdr, "--out", out, "--epochs", "1"],
+                     ["train", "--data", nohdr, "--print-schema"]):
+            p = h.run(args)
+            h.check(p.returncode == 1 and HEADERLESS in p.stderr and
+                    '"header": false' in p.stderr and "'100.000,2.000'" in p.stderr and
+                    "--skip-bad-rows" not in p.stderr, "%s: %r" % (args, p.stderr))
+        h.check(not os.path.exists(out), "nothing written for a headerless file")
+        # NSL-KDD's first row: text cells, and 0 several times
+        kdd = write(os.path.join(d, "kdd.csv"), "0,tcp,ftp_data,SF,491,0,0,normal,20\n"
+                                                "0,udp,other,SF,146,0,0,normal,15\n")
+        p = h.run(["train", "--data", kdd, "--print-schema"])
+        h.check(p.returncode == 1 and HEADERLESS in p.stderr and "appears twice" not in p.stderr,
+                p.stderr)
+        # score and eval against a model whose fields the data row cannot name
+        data = make_data(os.path.join(d, "t.csv"), n=20, labelled=True)
+        with open(data) as f:
+            body = f.read().split("\n", 1)[1]
+        bare = write(os.path.join(d, "bare.csv"), body)
+        p = h.run(["score", "--model", m, "--data", bare])
+        h.check(p.returncode == 1 and HEADERLESS in p.stderr and "no column named" not in
+                p.stderr, p.stderr)
+        p = h.run(["eval", "--model", m, "--data", bare, "--label-col", "label",
+                   "--normal-value", "normal"])
+        h.check(p.returncode == 1 and HEADERLESS in p.stderr, p.stderr)
+        # the fixes the message names work: a schema saying "header": false, or a header
+        schema = write(os.path.join(d, "s.json"), json.dumps({"header": False, "fields": [
+            {"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"}]}))
+        h.run_ok(["train", "--data", nohdr, "--schema", schema, "--epochs", "1", "--quiet",
+                  "--out", out])
+        p = h.run_ok(["score", "--model", out, "--data", nohdr, "--schema", schema])
+        h.check(len(h.read_scores(p.stdout)) == 60, "all 60 rows scored with the schema")
+        p = h.run_ok(["score", "--model", out, "--data",
+                      write(os.path.join(d, "hdr.csv"), "a,b\n" + rows)])
+        h.check(len(h.read_scores(p.stdout)) == 60, "all 60 rows scored with a header")
+        # real headers made of numbers are not refused: pandas' 0,1 and years (with a note)
+        for head in ("0,1", "2019,2020"):
+            p = h.run_ok(["train", "--data", write(os.path.join(d, "num.csv"),
+                                                   head + "\n" + rows), "--print-schema"])
+            names = [f["name"] for f in h.json_strict(p.stdout)["fields"]]
+            h.check(names == head.split(","), "%s: %r" % (head, names))
+            h.check("is a number" in p.stderr and "'%s'" % head in p.stderr, p.stderr)
+        # a header with one numeric name among others stays a header, with no note
+        p = h.run_ok(["train", "--data", write(os.path.join(d, "mix.csv"), "id,2019\n" + rows),
+                      "--print-schema"])
+        h.check(p.stderr == "", "no note for a mixed header: %r" % p.stderr)
+
+
+def test_train_output_explains_itself():
+    """The help and the summary say that val_nll is trimmed and train_nll is not, epoch 0 is
+    the untrained model, and the skipped-rows line reads once."""
+    p = h.run_ok(["train", "--help"])
+    h.check("trimmed" in p.stdout and "worst 1%" in p.stdout and "untrained" in p.stdout,
+            p.stdout)
+    with h.tmpdir() as d:
+        data = make_data(os.path.join(d, "t.csv"), n=200)
+        with open(data, "a") as f:
+            f.write("nan,3,0.5,tcp\n12,,0.5,udp\n")
+        out = os.path.join(d, "m.fsm")
+        p = h.run_ok(["train", "--data", data, "--epochs", "0", "--skip-bad-rows", "--out", out])
+        best = [ln for ln in p.stdout.splitlines() if "best validation NLL" in ln]
+        h.check(len(best) == 1 and "trimmed" in best[0] and "at epoch 0" in best[0], p.stdout)
+        h.check("saved model: epoch 0 (the untrained model: the whitened Gaussian" in p.stdout,
+                p.stdout)
+        bad = [ln for ln in p.stdout.splitlines() if "bad row" in ln]
+        h.check(len(bad) == 1 and bad[0].count("bad row") == 1 and
+                bad[0].strip().startswith("skipped bad rows: 2 (1 non-finite value, 1 empty "
+                                          "cell); line 202 (bytes: non-finite value)"),
+                "skipped rows line: %r" % bad)
+        p = h.run_ok(["train", "--data", data, "--epochs", "0", "--skip-bad-rows", "--no-whiten",
+                      "--out", out])
+        h.check("the Gaussian of the standardised fields" in p.stdout, p.stdout)
+        p = h.run_ok(["train", "--data", data, "--epochs", "2", "--skip-bad-rows", "--seed", "1",
+                      "--out", out])
+        saved = [ln for ln in p.stdout.splitlines() if "saved model:" in ln]
+        h.check(len(saved) == 1, p.stdout)
+        h.check("epoch 0 (the untrained model" in saved[0] or
+                "(the best validation NLL of 2 epochs run)" in saved[0], saved)
+
+
 def test_failures_leave_no_file():
     with h.tmpdir() as d:
         data = make_data(os.path.join(d, "t.csv"), n=50)
@@ -283,5 +375,6 @@ if __name__ == "__main__":
     h.main([test_help_and_usage_errors, test_train_inspect_score_sample,
             test_header_only_and_extra_columns, test_bad_cells_every_column_train_score_eval,
             test_sentinels_and_exponents_pass, test_eval_matches_reference_auroc,
-            test_print_schema_round_trip, test_failures_leave_no_file,
+            test_print_schema_round_trip, test_headerless_files,
+            test_train_output_explains_itself, test_failures_leave_no_file,
             test_import_golden_and_score])

@@ -77,6 +77,7 @@ def main():
         finally:
             fh.check_clean_exit(c, srv)
         admin_checks(c, binp, models)
+        categorical_v2_checks(c, binp, tmp)
         config_checks(c, binp, tmp, models)
         tls_checks(c, binp, tmp, models)
     c.done()
@@ -239,6 +240,9 @@ def v2_checks(c, srv, arr, v1):
     md = srv.get("/v2/models/m1").json()
     c.eq((md["name"], md["versions"], md["inputs"][0]["shape"]), ("m1", ["1"], [-1, 4]),
          "v2 model metadata")
+    c.eq([o["name"] for o in md["outputs"]], ["score", "log_prob", "percentile", "anomaly"],
+         "v2 model metadata outputs")
+    c.eq(md.get("parameters", {}).get("v2_infer"), True, "v2 metadata: infer available")
     c.eq(srv.get("/v2/models/m1/ready").status, 200, "v2 model ready")
     c.eq(srv.get("/v2/models/m1/versions/1/ready").status, 200, "v2 version ready")
     c.eq(srv.get("/v2/models/m1/versions/2/ready").status, 400, "v2 other version not ready")
@@ -290,6 +294,44 @@ def v2_checks(c, srv, arr, v1):
     c.eq(r.status, 400, "v2 infer malformed JSON")
     c.ok("byte" in r.json()["error"], "v2 malformed JSON names the offset")
     c.eq(srv.post("/v2/models/m1/infer", req).status, 200, "v2 after errors")
+
+
+def categorical_v2_checks(c, binp, tmp):
+    """A model with a categorical field takes no v2 tensor: its metadata says so (no inputs,
+    "v2_infer": false with the reason) instead of advertising an FP32 [-1, D] input that infer
+    then refuses; it is still ready, and infer's 400 names the field and the v1 route."""
+    models = os.path.join(tmp, "cat-models")
+    data = os.path.join(tmp, "cat.csv")
+    with open(data, "w") as f:
+        f.write("bytes,proto\n")
+        for i in range(40):
+            f.write("%d,%s\n" % (100 + 7 * i, ("tcp", "udp", "icmp")[i % 3]))
+    os.makedirs(os.path.join(models, "kdd"))
+    r = fh.run([binp, "train", "--data", data, "--epochs", "0", "--quiet", "--out",
+                os.path.join(models, "kdd", "1.fsm")])
+    c.eq(r.returncode, 0, "train a categorical model: " + r.stderr)
+    srv = fh.Server(binp, models, ["--workers", "1"])
+    try:
+        md = srv.get("/v2/models/kdd").json()
+        c.eq(md["inputs"], [], "v2 metadata of a categorical model: no inputs")
+        c.eq([(o["name"], o["datatype"], o["shape"]) for o in md["outputs"]],
+             [("score", "FP64", [-1]), ("log_prob", "FP64", [-1]),
+              ("percentile", "FP64", [-1]), ("anomaly", "BOOL", [-1])],
+             "v2 metadata outputs of a categorical model")
+        params = md.get("parameters", {})
+        c.eq(params.get("v2_infer"), False, "v2 metadata says infer is not available")
+        note = params.get("v2_infer_note", "")
+        c.ok("proto" in note and "/v1/models/kdd/score" in note, "v2_infer_note: " + note)
+        c.eq(srv.get("/v2/models/kdd/ready").status, 200, "a categorical model is ready")
+        r = srv.post("/v2/models/kdd/infer", {"inputs": [
+            {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]})
+        c.eq(r.status, 400, "v2 infer on a categorical model")
+        c.ok(note != "" and note in r.json().get("error", ""),
+             "infer's error is the metadata's note: %r" % r.json().get("error"))
+        r = srv.post("/v1/models/kdd/score", {"records": [{"bytes": 120, "proto": "udp"}]})
+        c.eq(r.status, 200, "v1 scores the categorical model")
+    finally:
+        fh.check_clean_exit(c, srv, "categorical daemon")
 
 
 def method_checks(c, srv):

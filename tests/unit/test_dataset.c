@@ -288,6 +288,10 @@ static void test_read_skip_counts_reasons_and_lines(void **state)
     assert_non_null(strstr(text, "1 empty cell"));
     assert_non_null(strstr(text, "line 2 (flow_bytes_s: non-finite value)"));
     assert_non_null(strstr(text, "line 3 (flow_bytes_s: empty cell)"));
+    /* the summary's form says "bad rows" once: its label already does */
+    fs_dataset_format_bad_detail(&st, text, sizeof text);
+    assert_string_equal(text, "2 (1 non-finite value, 1 empty cell); line 2 (flow_bytes_s: "
+                              "non-finite value), line 3 (flow_bytes_s: empty cell)");
     unlink(t.path);
     fs_schema_free(s);
 }
@@ -571,6 +575,103 @@ static void test_load_errors_name_columns(void **state)
     assert_non_null(strstr(diag.msg, "no feature columns"));
 }
 
+#define HEADERLESS "seems to have no header row"
+
+/* A first row that is data is refused with the fix, not read as field names (a user's
+ * headerless CSV trained on fields "119.323" and "2.033"); real headers stay headers. */
+static void test_load_headerless_file_refused(void **state)
+{
+    static const char *const refused[] = {
+        "119.323,2.033\n1.5,2.5\n", /* decimals */
+        "-1,5\n1,2\n",              /* a sign */
+        "1e3,7\n1,2\n",             /* an exponent */
+        "3,3\n1,2\n",               /* plain digits, but one repeats */
+        "0,tcp,ftp_data,SF,491,0,0,normal,20\n0,udp,other,SF,146,0,0,normal,15\n", /* NSL-KDD */
+        ",1.5,,2.5\n1,2,3,4\n", /* blank cells count for neither side */
+    };
+    fs_diag diag = { "" };
+    fs_dataset *d;
+    (void)state;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        d = load(refused[i], NULL, NULL, NULL, 0, FS_ERR_FORMAT, &diag);
+        assert_null(d);
+        if (strstr(diag.msg, HEADERLESS) == NULL || strstr(diag.msg, "\"header\": false") == NULL) {
+            fail_msg("case %zu: %s", i, diag.msg);
+        }
+    }
+    d = load("119.323,2.033\n1.5,2.5\n", NULL, NULL, NULL, 0, FS_ERR_FORMAT, &diag);
+    assert_non_null(strstr(diag.msg, "(first row: '119.323,2.033')"));
+    /* --skip-bad-rows does not turn it into a skipped row */
+    d = load("119.323,2.033\n1.5,2.5\n", NULL, NULL, NULL, 1, FS_ERR_FORMAT, &diag);
+    assert_null(d);
+    /* a label column the data row cannot name: the header is still what is wrong */
+    d = load("1.5,tcp,3\n2.5,udp,4\n", "label", "normal", NULL, 0, FS_ERR_FORMAT, &diag);
+    assert_null(d);
+    assert_non_null(strstr(diag.msg, HEADERLESS));
+
+    /* years, wavelengths, pandas' column indices: names, with a note in the stats */
+    d = load("2019,2020\n1,2\n3,4\n", NULL, NULL, NULL, 0, FS_OK, &diag);
+    assert_string_equal(fs_schema_field_name(d->schema, 0), "2019");
+    assert_string_equal(d->stats.numeric_header, "'2019,2020'");
+    fs_dataset_free(d);
+    d = load(",0,1\nr1,1.5,2\nr2,3,4\n", NULL, NULL, NULL, 0, FS_ERR_FORMAT, &diag);
+    assert_null(d);
+    assert_null(strstr(diag.msg, HEADERLESS)); /* an empty name is its own error */
+    d = load("0,1,2\n1.5,2,3\n3,4,5\n", NULL, NULL, NULL, 0, FS_OK, &diag);
+    assert_int_equal(fs_schema_n_fields(d->schema), 3);
+    fs_dataset_free(d);
+    /* one numeric name among text names: a header, no note */
+    d = load("id,2019\n1,2\n3,4\n", NULL, NULL, NULL, 0, FS_OK, &diag);
+    assert_string_equal(d->stats.numeric_header, "");
+    fs_dataset_free(d);
+    /* NaN and infinity spellings as names are names */
+    d = load("nan,inf\n1,2\n3,4\n", NULL, NULL, NULL, 0, FS_OK, &diag);
+    fs_dataset_free(d);
+    /* a real header with a duplicate text name keeps its own message */
+    d = load("a,a\n1,2\n", NULL, NULL, NULL, 0, FS_ERR_FORMAT, &diag);
+    assert_null(d);
+    assert_non_null(strstr(diag.msg, "the column a appears twice"));
+}
+
+/* With a model's schema, a missing column is blamed on the header when the header is data. */
+static void test_read_headerless_blames_header(void **state)
+{
+    static const char *const names[] = { "bytes", "pkts" };
+    static const char *const data_rows[] = {
+        "1200,10\n800,4\n",         /* all numbers: "no column named bytes" before */
+        "1200,10,tcp\n800,4,udp\n", /* mostly numbers, no field named */
+        "2019,2020\n1,2\n",         /* plain digits: names, but not the model's */
+    };
+    static const char *const digit_names[] = { "0", "1" };
+    fs_schema *s = numeric_schema(names, 2);
+    tmpfile_path t;
+    rows r;
+    fs_dataset_stats st;
+    fs_diag diag = { "" };
+    (void)state;
+    for (size_t i = 0; i < sizeof data_rows / sizeof data_rows[0]; i++) {
+        write_tmp(&t, data_rows[i]);
+        FS_ASSERT_ERR(read_file(t.path, s, NULL, 0, &r, &st, &diag), FS_ERR_FORMAT);
+        if (strstr(diag.msg, HEADERLESS) == NULL) {
+            fail_msg("case %zu: %s", i, diag.msg);
+        }
+        unlink(t.path);
+    }
+    /* a header naming one of the fields is a header missing the other */
+    write_tmp(&t, "bytes,2019,2020\n1,2,3\n");
+    FS_ASSERT_ERR(read_file(t.path, s, NULL, 0, &r, &st, &diag), FS_ERR_FORMAT);
+    assert_non_null(strstr(diag.msg, "no column named pkts"));
+    unlink(t.path);
+    /* numbers as the model's own field names are found, not refused */
+    fs_schema_free(s);
+    s = numeric_schema(digit_names, 2);
+    write_tmp(&t, "0,1\n5,6\n");
+    FS_ASSERT_OK(read_file(t.path, s, NULL, 0, &r, &st, &diag));
+    assert_int_equal(r.n, 1);
+    unlink(t.path);
+    fs_schema_free(s);
+}
+
 /* A schema file with learned levels (no "levels"), header matched by name. */
 static void test_load_with_schema_file_learns_levels(void **state)
 {
@@ -631,6 +732,8 @@ int main(void)
         cmocka_unit_test(test_infer_first_nonempty_cell),
         cmocka_unit_test(test_load_header_only_and_max_rows),
         cmocka_unit_test(test_load_errors_name_columns),
+        cmocka_unit_test(test_load_headerless_file_refused),
+        cmocka_unit_test(test_read_headerless_blames_header),
         cmocka_unit_test(test_load_with_schema_file_learns_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
