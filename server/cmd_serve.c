@@ -137,13 +137,26 @@ int fs_cmd_serve(int argc, char **argv)
         fprintf(stderr, "flowscore serve: %s\n", err);
         return 2;
     }
+    /* A missing models_dir used to give a daemon that reported ready while every scan failed.
+     * --check-config only warns: under systemd, StateDirectory= creates it at start. */
+    int dir_ok = fs_config_check_models_dir(&srv.cfg, err, sizeof err) == 0;
     if (check) {
         char *json = fs_config_format_json(&srv.cfg);
         printf("%s\n", json != NULL ? json : "{}");
         free(json);
+        if (!dir_ok) {
+            fprintf(stderr,
+                    "flowscore serve: warning: %s; the daemon will not start until it "
+                    "exists\n",
+                    err);
+        }
         fprintf(stderr, "flowscore serve: configuration ok%s\n",
                 srv.cfg.admin_token_len > 0 ? " (admin token set)" : "");
         return 0;
+    }
+    if (!dir_ok) {
+        fprintf(stderr, "flowscore serve: %s\n", err);
+        return 2;
     }
     fs_log_set_level(srv.cfg.log_level);
     fs_log_set_format(srv.cfg.log_format);

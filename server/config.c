@@ -81,11 +81,15 @@ static const fs_config_key fs_config_keys[] = {
     FS_T_BOOL(enabled, "accept records and refit models in the background"),
     FS_T_U64(min_new_records, 0, UINT64_C(1) << 40,
              "refit once this many records arrived since the last refit; 0 = off"),
+    FS_T_U64(min_refit_records, 100, UINT64_C(1) << 40,
+             "usable records a refit needs; with fewer it fails and publishes nothing"),
     FS_T_U32(refit_interval_s, 0, 31536000, "refit this often when records arrived; 0 = off"),
     FS_T_BOOL(warm_start, "start refits from the serving model (else from scratch)"),
     FS_T_F64(holdout_fraction, 0.01, 0.9, "share of the most recent records that judges a refit"),
+    FS_T_U32(min_holdout_rows, 50, 10000000,
+             "holdout rows a refit needs to be judged and to calibrate its threshold"),
     FS_T_F64(accept_margin_nats, -1e6, 1e6,
-             "accept a candidate whose holdout NLL is at most the served one's + this"),
+             "accept a candidate whose holdout NLL + its noise is at most the served one's + this"),
     FS_T_U64(spool_max_records, 10, UINT64_C(1) << 32, "records a model's spool keeps"),
     FS_T_ENUM(spool_policy, fs__spool_policy_names, 1,
               "reservoir (uniform sample of the stream) | window (most recent)"),
@@ -124,9 +128,11 @@ static void trainer_defaults(fs_trainer_config *t)
 {
     t->enabled = 1;
     t->min_new_records = 10000;
+    t->min_refit_records = 1000; /* 200 holdout rows at holdout_fraction 0.2 */
     t->refit_interval_s = 0;
     t->warm_start = 1;
     t->holdout_fraction = 0.2;
+    t->min_holdout_rows = 200; /* the engine's own minimum of calibration rows */
     t->accept_margin_nats = 0.0;
     t->spool_max_records = 100000;
     t->spool_policy = FS_SPOOL_RESERVOIR;
@@ -686,6 +692,9 @@ int fs_config_finish(fs_config *cfg, char *err, size_t errlen)
     }
     if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0')) {
         return fail(err, errlen, "tls_cert_file and tls_key_file must be set together");
+    }
+    if (fs__config_check_tls(cfg, err, errlen) != 0) {
+        return -1;
     }
     if (cfg->per_ip_connection_limit > cfg->connection_limit) {
         return fail(err, errlen, "per_ip_connection_limit (%u) exceeds connection_limit (%u)",

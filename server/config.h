@@ -37,12 +37,14 @@ typedef enum fs_trainer_priority {
  * flags --trainer-<key>. A "models" entry may override every key but priority.
  */
 typedef struct fs_trainer_config {
-    int enabled;               /* ingest and refits for this model (bool) */
-    uint64_t min_new_records;  /* refit once this many records arrived since the last; 0 = off */
-    uint32_t refit_interval_s; /* refit this often when new records arrived; 0 = off */
-    int warm_start;            /* start from the serving model (bool); else from scratch */
-    double holdout_fraction;   /* share of the most recent records that judges the candidate */
-    double accept_margin_nats; /* accept when candidate NLL <= current NLL + this */
+    int enabled;                /* ingest and refits for this model (bool) */
+    uint64_t min_new_records;   /* refit once this many records arrived since the last; 0 = off */
+    uint64_t min_refit_records; /* usable rows a refit needs; fewer: it fails, publishes nothing */
+    uint32_t refit_interval_s;  /* refit this often when new records arrived; 0 = off */
+    int warm_start;             /* start from the serving model (bool); else from scratch */
+    double holdout_fraction;    /* share of the most recent records that judges the candidate */
+    uint32_t min_holdout_rows;  /* holdout rows a refit needs (judging and calibration) */
+    double accept_margin_nats;  /* accept when candidate NLL + noise <= current NLL + this */
     uint64_t spool_max_records;
     int spool_policy;      /* fs_spool_policy */
     int exclude_anomalies; /* leave records above the serving threshold out of refits */
@@ -128,10 +130,19 @@ int fs_config_set_flag(fs_config *cfg, const char *name, const char *value, char
 int fs_config_is_flag(const char *name, int *is_bool);
 
 /*
- * Check cross-key rules, split listen into host and port, and read the admin token (file,
- * else $FLOWSCORE_ADMIN_TOKEN). Returns 0, or -1 with the reason in err.
+ * Check cross-key rules, split listen into host and port, check that the TLS files can be
+ * read, and read the admin token (file, else $FLOWSCORE_ADMIN_TOKEN). Returns 0, or -1 with
+ * the reason in err. Reads files: start-up only.
  */
 int fs_config_finish(fs_config *cfg, char *err, size_t errlen);
+
+/*
+ * Whether models_dir is a directory the daemon can list: the daemon refuses to start without
+ * one (it would otherwise report ready with nothing to serve). Returns 0, or -1 with a
+ * sentence naming models_dir in err. Kept apart from fs_config_finish: `--check-config` only
+ * warns, since systemd's StateDirectory= creates the directory when the unit starts.
+ */
+int fs_config_check_models_dir(const fs_config *cfg, char *err, size_t errlen);
 
 /* Write the option list for --help (every key, its flag, default and meaning). */
 void fs_config_print_help(FILE *out);

@@ -76,6 +76,9 @@ int fs__config_finish_models(fs_config *cfg, char *err, size_t errlen);
 /* The "models" object as JSON (a new item), or NULL when out of memory. */
 cJSON *fs__config_format_models(const fs_config *cfg);
 
+/* Both TLS files can be read (when set). Returns 0, or -1 with a sentence naming the key. */
+int fs__config_check_tls(const fs_config *cfg, char *err, size_t errlen);
+
 /* snprintf into err and return -1. */
 int fs__config_fail(char *err, size_t errlen, const char *fmt, ...) FS_LOG_PRINTF(3, 4);
 

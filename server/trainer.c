@@ -180,11 +180,13 @@ static void finish_run(fs_tmodel *tm, fs_refit_job *job, int64_t version)
     fs_histogram_observe(&mm->refit_seconds, job->ended - job->started);
     fs_log(job->decision == FS_REFIT_FAILED ? FS_LOG_WARN : FS_LOG_INFO, "trainer",
            "refit %s name=%s version=%lld from=%lld rows=%llu holdout=%llu excluded=%llu "
-           "candidate_val_nll=%.6g current_val_nll=%.6g seconds=%.2f reason=\"%s\"",
+           "candidate_val_nll=%.6g current_val_nll=%.6g noise_nats=%.3g seconds=%.2f "
+           "reason=\"%s\"",
            fs_refit_decision_name(job->decision), tm->name, (long long)version,
            (long long)job->version, (unsigned long long)job->rows,
            (unsigned long long)job->holdout_rows, (unsigned long long)job->excluded,
-           job->candidate_nll, job->current_nll, job->ended - job->started, job->reason);
+           job->candidate_nll, job->current_nll, job->noise_nats, job->ended - job->started,
+           job->reason);
     tm->state = FS_TSTATE_IDLE;
     tm->running = NULL;
     fs__refit_job_free(job);
@@ -450,8 +452,22 @@ int fs_refit_create(uv_loop_t *loop, const fs_config *cfg, fs_registry *reg, fs_
     }
     open_existing(r);
     uv_timer_start(&r->tick, on_tick, FS_REFIT_TICK_MS, FS_REFIT_TICK_MS);
-    fs_log(FS_LOG_INFO, "trainer", "background trainer on dir=%s priority=%s models=%zu", r->dir,
-           fs_trainer_priority_name(cfg->trainer.priority), cfg->n_models);
+    /* Say what each count is: "models=0" (the "models" entries) read as "no model is trained"
+     * beside two loaded models, which the trainer does train (a user's report). */
+    size_t n_stream = 0, n_off = 0, n_spools = 0;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        n_stream += cfg->models[i].trainer.enabled && cfg->models[i].schema_file[0] != '\0';
+        n_off += !cfg->models[i].trainer.enabled;
+    }
+    for (const fs_tmodel *tm = r->models; tm != NULL; tm = tm->next) {
+        n_spools++;
+    }
+    fs_log(FS_LOG_INFO, "trainer",
+           "background trainer on dir=%s priority=%s trains=%s configured_models=%zu "
+           "stream_models=%zu disabled_models=%zu spools=%zu",
+           r->dir, fs_trainer_priority_name(cfg->trainer.priority),
+           cfg->trainer.enabled ? "every-served-model" : "configured-models-only", cfg->n_models,
+           n_stream, n_off, n_spools);
     return 0;
 }
 

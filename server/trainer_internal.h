@@ -29,9 +29,9 @@ typedef enum fs_refit_decision {
 /* "accepted", "rejected", "failed". Static storage. */
 const char *fs_refit_decision_name(int decision);
 
-/* Rows of the holdout are at least this many before the candidate is recalibrated on them
- * (the engine's own minimum of validation rows for calibration, engine/train.h). */
-#define FS_REFIT_CALIB_MIN_ROWS 200
+/* Standard errors of the paired holdout difference that count as noise in the acceptance
+ * rule (one-sided, about 2.3% of candidates that are no better pass by chance). */
+#define FS_REFIT_NOISE_Z 2.0
 
 /* One refit, from the loop to the trainer thread and back. */
 typedef struct fs_refit_job {
@@ -50,6 +50,8 @@ typedef struct fs_refit_job {
     uint64_t snapshot_records;
     uint64_t rows, train_rows, holdout_rows, excluded, undecodable;
     double candidate_nll, current_nll; /* trimmed holdout means, nats/row; NAN = none */
+    double noise_nats;                 /* FS_REFIT_NOISE_Z standard errors; NAN = none */
+    uint64_t calibration_rows;         /* rows the published threshold comes from; 0 = none */
     int64_t skipped_steps;
     int32_t epochs_run;
     int32_t best_epoch; /* 0: no epoch beat the starting point */
@@ -79,7 +81,8 @@ void fs__refit_cancel(fs_refit_cancel *c);
  */
 void fs__refit_run(fs_refit_job *job, fs_refit_cancel *cancel);
 
-/* Holdout rows of a refit over n rows: round(n * fraction), at least 1 when n >= 3. */
+/* Holdout rows of a refit over n rows: round(n * fraction), at least 1 when n >= 3 (the
+ * refit then checks trainer.min_holdout_rows). */
 size_t fs__refit_holdout_rows(size_t n, double fraction);
 
 /*
@@ -90,11 +93,25 @@ size_t fs__refit_holdout_rows(size_t n, double fraction);
 double fs__refit_trimmed_mean(double *nll, size_t n, double trim);
 
 /*
- * The acceptance rule: a candidate (trimmed holdout NLL cand) replaces the served model (cur;
- * NAN when there is none) when cand is finite and cand <= cur + margin. Returns
- * FS_REFIT_ACCEPTED or FS_REFIT_REJECTED with the reason in reason (len bytes).
+ * The noise of the holdout comparison: FS_REFIT_NOISE_Z standard errors of the trimmed mean
+ * of the paired differences diff (candidate NLL - served NLL of each holdout row, n finite
+ * values, sorted in place), trimming floor(n * trim) from each end. +inf when n < 2.
+ * Math: Tukey-McLaughlin, SE = s_w / ((1 - 2g/n) sqrt(n)) with s_w the standard deviation of
+ * the g-winsorized sample (Wilcox, Introduction to Robust Estimation, 3.6).
  */
-int fs__refit_decide(double cand, double cur, double margin, char *reason, size_t len);
+double fs__refit_noise(double *diff, size_t n, double trim);
+
+/*
+ * The acceptance rule: a candidate (trimmed holdout NLL cand) replaces the served model (cur;
+ * NAN when there is none, +inf when it cannot score the holdout) when cand is finite and
+ * cand + noise <= cur + margin: "not worse than the served model by more than the margin"
+ * once the holdout's noise is taken off, so that with margin 0 only a real improvement
+ * publishes (a user saw a 0.0002-nat "gain" on 298 rows accepted and its threshold moved).
+ * A non-finite noise rejects. Returns FS_REFIT_ACCEPTED or FS_REFIT_REJECTED with the reason
+ * in reason (len bytes).
+ */
+int fs__refit_decide(double cand, double cur, double margin, double noise, char *reason,
+                     size_t len);
 
 /*
  * Decode spool payloads (JSON arrays in schema order) into rows (n x n_fields, malloc'd) by
@@ -138,7 +155,9 @@ typedef struct fs_refit_record {
     double started, ended; /* unix seconds */
     uint64_t snapshot_records, rows, train_rows, holdout_rows, excluded;
     double candidate_nll, current_nll; /* NAN = null */
-    int decision;                      /* fs_refit_decision */
+    double noise_nats;                 /* NAN = null */
+    uint64_t calibration_rows;
+    int decision; /* fs_refit_decision */
     char reason[320];
     int64_t version;      /* the version served after the run */
     int64_t from_version; /* the version it was compared with; 0 = none */

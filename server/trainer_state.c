@@ -56,6 +56,8 @@ static void put_record(fs_strbuf *b, const fs_refit_record *r)
                      (unsigned long long)r->excluded);
     put_num(b, "candidate_val_nll", r->candidate_nll);
     put_num(b, "current_val_nll", r->current_nll);
+    put_num(b, "noise_nats", r->noise_nats);
+    fs_strbuf_printf(b, ",\"calibration_rows\":%llu", (unsigned long long)r->calibration_rows);
     fs_strbuf_printf(b, ",\"decision\":\"%s\",\"reason\":", fs_refit_decision_name(r->decision));
     fs_strbuf_put_json_string(b, r->reason, strlen(r->reason));
     fs_strbuf_printf(b, ",\"version\":");
@@ -106,12 +108,14 @@ void fs__refit_put_status(fs_strbuf *b, fs_tmodel *tm)
         fs_strbuf_put_json_string(b, tm->open_error, strlen(tm->open_error));
     }
     fs_strbuf_printf(b,
-                     ",\"settings\":{\"min_new_records\":%llu,\"refit_interval_s\":%u,"
+                     ",\"settings\":{\"min_new_records\":%llu,\"min_refit_records\":%llu,"
+                     "\"min_holdout_rows\":%u,\"refit_interval_s\":%u,"
                      "\"warm_start\":%s,\"exclude_anomalies\":%s,\"spool_policy\":\"%s\","
                      "\"spool_max_records\":%llu",
-                     (unsigned long long)c->min_new_records, c->refit_interval_s,
-                     c->warm_start ? "true" : "false", c->exclude_anomalies ? "true" : "false",
-                     fs_spool_policy_name(c->spool_policy),
+                     (unsigned long long)c->min_new_records,
+                     (unsigned long long)c->min_refit_records, c->min_holdout_rows,
+                     c->refit_interval_s, c->warm_start ? "true" : "false",
+                     c->exclude_anomalies ? "true" : "false", fs_spool_policy_name(c->spool_policy),
                      (unsigned long long)c->spool_max_records);
     put_num(b, "holdout_fraction", c->holdout_fraction);
     put_num(b, "accept_margin_nats", c->accept_margin_nats);
@@ -191,6 +195,8 @@ int fs__refit_state_parse(const char *text, fs_refit_saved *out)
         rec->excluded = count(r, "excluded");
         rec->candidate_nll = num(r, "candidate_val_nll", (double)NAN);
         rec->current_nll = num(r, "current_val_nll", (double)NAN);
+        rec->noise_nats = num(r, "noise_nats", (double)NAN);
+        rec->calibration_rows = count(r, "calibration_rows");
         str(r, "decision", decision, sizeof decision);
         rec->decision = FS_REFIT_FAILED;
         for (int d = 0; d < FS_REFIT__COUNT; d++) {
@@ -224,6 +230,8 @@ void fs__refit_record_set(fs_refit_record *rec, const fs_refit_job *job, int64_t
     rec->excluded = job->excluded;
     rec->candidate_nll = job->candidate_nll;
     rec->current_nll = job->current_nll;
+    rec->noise_nats = job->noise_nats;
+    rec->calibration_rows = job->calibration_rows;
     rec->decision = job->decision;
     snprintf(rec->reason, sizeof rec->reason, "%s", job->reason);
     rec->version = version;

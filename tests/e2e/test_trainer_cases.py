@@ -6,10 +6,11 @@
   with a reason; the version changes only when accepted; /metrics has
   flowscore_train_skipped_nonfinite_steps_total; score3.json still scores finite.
 - case-02 (daemon path): a model configured with a schema and a spec and no version on disk;
-  min_new_records 1 and one streamed record: the refit fails with a reason (a fit needs more
-  rows) and no version appears; with the rest of the stream (constant ttl and proto_flag) it
-  becomes version 1, whose file loads (every parameter finite), and the changed constant
-  scores above the ordinary record.
+  min_new_records 1 and one streamed record: the refit fails with a reason naming
+  min_refit_records (default 1000) and no version appears; with the rest of the stream (2,000
+  records, constant ttl and proto_flag, in one request: one refit) it becomes version 1, whose
+  file loads (every parameter finite), and the changed constant scores above the ordinary
+  record.
 - case-07 (refit): the data with 60% duplicates streamed and refitted: the candidate's
   validation NLL is finite, and after the swap the near-duplicate is still not flagged.
 Skips (exit 77) when ../shared/cases is missing."""
@@ -67,10 +68,11 @@ def case02(c, srv, binp, models):
     th.stream(srv, "constcols", recs[:1])
     last = th.wait_run(srv, "constcols", runs)
     c.eq(last["decision"], "failed", "case-02 one record: failed")
-    c.ok("too few rows" in last["reason"], "case-02 the reason: %s" % last["reason"])
+    c.ok("min_refit_records" in last["reason"] and "1 usable rows" in last["reason"],
+         "case-02 the reason names the key and the counts: %s" % last["reason"])
     c.eq(th.version(srv, "constcols"), None, "case-02 no version from one record")
     c.ok(not os.path.exists(os.path.join(models, "constcols", "1.fsm")), "case-02 no file")
-    th.stream(srv, "constcols", recs[1:600], batch=1000)  # one batch: one refit
+    th.stream(srv, "constcols", recs[1:], batch=len(recs))  # one batch: one refit
     last = th.wait_run(srv, "constcols", runs + 1)
     # min_new_records 1: another refit may start at once; wait for version 1 to appear.
     st = th.training(srv, "constcols")

@@ -6,8 +6,10 @@
   is served with a better holdout NLL than version 1 on the new data, and shifted records
   score lower (more likely) than before. The contamination guard is off for this model: a
   drift this sudden is exactly what it would keep out (see the burst report it raises).
-- a refit that cannot meet its acceptance margin is rejected, one with too few rows fails,
-  one with an absurd learning rate (9, SGD) does not publish; the version never changes.
+- a refit that cannot meet its acceptance margin is rejected, one with fewer records than
+  min_refit_records (default 1000) fails naming the key, one with an absurd learning rate
+  (9, SGD) does not publish; the version never changes. The streams of "rej" and "sgd" are
+  1,000 records: the default minimums (1000 records, a 200-row holdout) exactly.
 - scoring latency (p50/p99 of /score) idle and while a refit runs is printed, not asserted.
 """
 # labels: e2e concurrency
@@ -119,7 +121,8 @@ def no_publish(c, srv):
     th.stream(srv, "few", th.gaussian_records(2))
     last = th.refit(srv, "few")
     c.eq(last["decision"], "failed", "two records: failed")
-    c.ok("too few rows" in last["reason"], "the reason says why: %s" % last["reason"])
+    c.ok("min_refit_records is 1000" in last["reason"] and "2 usable rows" in last["reason"],
+         "the reason names the key and the counts: %s" % last["reason"])
     c.eq(th.version(srv, "few"), 1, "failed: version unchanged")
     th.stream(srv, "sgd", th.gaussian_records(1000, shift=1.0, seed=8))
     last = th.refit(srv, "sgd")

@@ -1,7 +1,8 @@
 /*
  * test_config.c: `flowscore serve` configuration (server/config.c): defaults equal
  * config/flowscore.json, every key kind from JSON and from flags, refusals with the key named,
- * listen addresses, cross-key rules and the admin token sources.
+ * listen addresses, cross-key rules, the TLS files and models_dir checked before start, and
+ * the admin token sources.
  */
 /* labels: unit */
 #include "fs_test.h"
@@ -151,6 +152,71 @@ static void test_finish_listen_and_rules(void **state)
     assert_non_null(strstr(err, "per_ip_connection_limit"));
 }
 
+/*
+ * The files a configuration names are checked where --check-config sees them: TLS files that
+ * did not exist passed the check, and the daemon then exited "cannot open TLS file" (a
+ * user's report). A missing models_dir gave a daemon that reported ready and served nothing.
+ */
+static void test_finish_checks_tls_files_and_models_dir(void **state)
+{
+    (void)state;
+    fs_config cfg;
+    char err[512];
+    char dir[] = "/tmp/fs-cfgtls-XXXXXX", cert[96], key[96], empty[96];
+    unsetenv("FLOWSCORE_ADMIN_TOKEN");
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(empty, sizeof empty, "%s/empty.pem", dir);
+    FILE *f = fopen(cert, "w");
+    fputs("-----BEGIN CERTIFICATE-----\n", f);
+    fclose(f);
+    f = fopen(key, "w");
+    fputs("-----BEGIN PRIVATE KEY-----\n", f);
+    fclose(f);
+    f = fopen(empty, "w");
+    fclose(f);
+    static const struct {
+        const char *cert, *key, *want;
+    } bad[] = {
+        { "/nonexistent.pem", "/nonexistent.key", "tls_cert_file: cannot open /nonexistent.pem" },
+        { NULL, "/nonexistent.key", "tls_key_file: cannot open /nonexistent.key" },
+        { NULL, "", "tls_key_file: " },  /* key = the empty file */
+        { "", NULL, "tls_cert_file: " }, /* cert = the directory */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *c = bad[i].cert == NULL ? cert : (bad[i].cert[0] == '\0' ? dir : bad[i].cert);
+        const char *k = bad[i].key == NULL ? key : (bad[i].key[0] == '\0' ? empty : bad[i].key);
+        fs_config_defaults(&cfg);
+        snprintf(cfg.tls_cert_file, sizeof cfg.tls_cert_file, "%s", c);
+        snprintf(cfg.tls_key_file, sizeof cfg.tls_key_file, "%s", k);
+        assert_int_equal(fs_config_finish(&cfg, err, sizeof err), -1);
+        if (strstr(err, bad[i].want) == NULL) {
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+        }
+    }
+    assert_non_null(strstr(err, "not a regular file"));
+    fs_config_defaults(&cfg);
+    snprintf(cfg.tls_cert_file, sizeof cfg.tls_cert_file, "%s", cert);
+    snprintf(cfg.tls_key_file, sizeof cfg.tls_key_file, "%s", empty);
+    assert_int_equal(fs_config_finish(&cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is empty"));
+    snprintf(cfg.tls_key_file, sizeof cfg.tls_key_file, "%s", key);
+    assert_int_equal(fs_config_finish(&cfg, err, sizeof err), 0);
+
+    snprintf(cfg.models_dir, sizeof cfg.models_dir, "%s", "/nonexistent");
+    assert_int_equal(fs_config_check_models_dir(&cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "models_dir: cannot open the directory /nonexistent"));
+    snprintf(cfg.models_dir, sizeof cfg.models_dir, "%s", cert);
+    assert_int_equal(fs_config_check_models_dir(&cfg, err, sizeof err), -1);
+    snprintf(cfg.models_dir, sizeof cfg.models_dir, "%s", dir);
+    assert_int_equal(fs_config_check_models_dir(&cfg, err, sizeof err), 0); /* empty is fine */
+    unlink(cert);
+    unlink(key);
+    unlink(empty);
+    rmdir(dir);
+}
+
 static void test_admin_token_sources(void **state)
 {
     (void)state;
@@ -198,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_json_values_and_refusals),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_finish_listen_and_rules),
+        cmocka_unit_test(test_finish_checks_tls_files_and_models_dir),
         cmocka_unit_test(test_admin_token_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

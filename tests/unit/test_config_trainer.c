@@ -2,7 +2,8 @@
  * test_config_trainer.c: the trainer's configuration (server/config.c, config_models.c):
  * the "trainer" object and its --trainer-* flags (numbers, booleans, choices, ranges), the
  * "models" object (schema and spec files or an inline spec, per-model overrides that win over
- * global flags, refusals naming the key), and --check-config's JSON reading back the same.
+ * global flags, refusals naming the key), the refit minimums (min_refit_records,
+ * min_holdout_rows: defaults, floors, overrides), and --check-config's JSON reading back.
  */
 /* labels: unit */
 #include "fs_test.h"
@@ -69,6 +70,42 @@ static void test_trainer_keys_and_flags(void **state)
     expect_error("{\"trainer\":5}", "expected an object");
     expect_error("{\"trainer.epochs\":5}", "unknown config key");
     expect_error("{\"trainer\":{},\"state_dir\":\"\"}", "state_dir");
+}
+
+/* The refit minimums (a user's refit of 4 records published a threshold from 3 rows). */
+static void test_refit_minimum_keys(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *ok = "{\"trainer\":{\"min_refit_records\":2500,\"min_holdout_rows\":400},"
+                     "\"models\":{\"m\":{\"trainer\":{\"min_refit_records\":100,"
+                     "\"min_holdout_rows\":50}}}}";
+    fs_config_defaults(&g_cfg);
+    assert_int_equal(g_cfg.trainer.min_refit_records, 1000);
+    assert_int_equal(g_cfg.trainer.min_holdout_rows, 200);
+    assert_int_equal(fs_config_parse_json(&g_cfg, ok, strlen(ok), err, sizeof err), 0);
+    assert_int_equal(fs_config_finish(&g_cfg, err, sizeof err), 0);
+    assert_int_equal(g_cfg.trainer.min_refit_records, 2500);
+    assert_int_equal(g_cfg.trainer.min_holdout_rows, 400);
+    assert_int_equal(fs_config_trainer(&g_cfg, "m")->min_refit_records, 100);
+    assert_int_equal(fs_config_trainer(&g_cfg, "m")->min_holdout_rows, 50);
+    assert_int_equal(fs_config_trainer(&g_cfg, "other")->min_refit_records, 2500);
+    assert_int_equal(
+        fs_config_set_flag(&g_cfg, "trainer-min-refit-records", "5000", err, sizeof err), 0);
+    assert_int_equal(g_cfg.trainer.min_refit_records, 5000);
+    assert_int_equal(fs_config_set_flag(&g_cfg, "trainer-min-holdout-rows", "300", err, sizeof err),
+                     0);
+    assert_int_equal(g_cfg.trainer.min_holdout_rows, 300);
+    /* Below the floors: a refit on a handful of rows is never configurable. */
+    assert_int_equal(fs_config_set_flag(&g_cfg, "trainer-min-refit-records", "4", err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "--trainer-min-refit-records"));
+    assert_non_null(strstr(err, "out of range [100,"));
+    expect_error("{\"trainer\":{\"min_refit_records\":3}}", "trainer.min_refit_records");
+    expect_error("{\"trainer\":{\"min_holdout_rows\":1}}", "trainer.min_holdout_rows");
+    expect_error("{\"trainer\":{\"min_holdout_rows\":-1}}", "non-negative integer");
+    expect_error("{\"models\":{\"m\":{\"trainer\":{\"min_refit_records\":10}}}}",
+                 "models.m.trainer.min_refit_records");
 }
 
 static void write_text(const char *path, const char *text)
@@ -149,6 +186,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trainer_keys_and_flags),
+        cmocka_unit_test(test_refit_minimum_keys),
         cmocka_unit_test(test_models_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
