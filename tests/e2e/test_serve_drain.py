@@ -23,6 +23,22 @@ def heavy_body(n):
     return json.dumps({"records": rows})
 
 
+def timed_body(c, srv, rows, seconds):
+    """A body of rows scaled so that one request takes about seconds on this machine (a
+    sanitized build on a loaded machine is 10x slower, a quiet Release build much faster).
+    Returns the body and the time of one request of the first size."""
+    body = heavy_body(rows)
+    t0 = time.time()
+    r = srv.post("/v1/models/big/score", body)
+    one = max(time.time() - t0, 1e-3)
+    c.eq(r.status, 200, "a heavy request")
+    print("one request of %d rows takes %.3fs" % (rows, one))
+    scale = max(1, int(seconds / one + 0.999))
+    if scale > 1:
+        body = heavy_body(min(rows * scale, 40000))  # under max_body_bytes
+    return body, one
+
+
 def start_clients(srv, n, body):
     results = [None] * n
 
@@ -51,12 +67,9 @@ def wait_in_flight(srv, n, timeout=20):
 
 def graceful(c, binp, models, rows):
     srv = fh.Server(binp, models, ["--workers", "2"])
-    body = heavy_body(rows)
-    t0 = time.time()
-    r = srv.post("/v1/models/big/score", body)
-    one = time.time() - t0
-    c.eq(r.status, 200, "a heavy request")
-    print("one request of %d rows takes %.3fs" % (rows, one))
+    # Six requests that take about 1.5 s on two workers, so that all six are seen in flight
+    # (a 26 ms request could finish before the metrics poll saw the sixth).
+    body, _ = timed_body(c, srv, rows, 1.5 / 3)
     threads, results = start_clients(srv, 6, body)
     c.ok(wait_in_flight(srv, 6), "six requests in flight")
     n0 = srv.log_len()
@@ -84,14 +97,8 @@ def graceful(c, binp, models, rows):
 
 def timeout_drain(c, binp, models, rows):
     srv = fh.Server(binp, models, ["--workers", "1", "--drain-timeout-s", "1"])
-    body = heavy_body(rows)
-    t0 = time.time()
-    srv.post("/v1/models/big/score", body)
-    one = max(time.time() - t0, 1e-3)
     # Twelve requests that take about 4 s on one worker: the 1 s timeout cuts the queue.
-    scale = max(1, int(4.0 / (12 * one) + 0.999))
-    if scale > 1:
-        body = heavy_body(min(rows * scale, 40000))  # under max_body_bytes
+    body, _ = timed_body(c, srv, rows, 4.0 / 12)
     threads, results = start_clients(srv, 12, body)
     c.ok(wait_in_flight(srv, 12), "twelve requests in flight")
     srv.signal(signal.SIGTERM)
