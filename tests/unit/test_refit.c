@@ -233,6 +233,20 @@ static fs_refit_job *new_job(fs_spool *sp, const fs_schema *schema, const fs_spe
     return job;
 }
 
+/* Version 1 trained from a fresh spool of n N(0, I) rows (the model's reference). */
+static fs_model *first_version(const char *name, size_t n, const fs_schema *schema,
+                               const fs_spec *spec, fs_refit_cancel *cancel)
+{
+    fs_spool *sp = make_spool(name, n, 0.0);
+    fs_refit_job *job = new_job(sp, schema, spec);
+    fs__refit_run(job, cancel);
+    assert_int_equal(job->decision, FS_REFIT_ACCEPTED);
+    fs_model *v1 = fs_model_ref(job->candidate);
+    fs__refit_job_free(job);
+    fs_spool_close(sp);
+    return v1;
+}
+
 static void test_refit_runs_first_version_then_judges(void **state)
 {
     (void)state;
@@ -351,18 +365,12 @@ static void test_refit_minimums_fail_naming_the_keys(void **state)
     fs__refit_cancel_init(&cancel);
     fs_schema *schema = schema_xy();
     fs_spec *spec = small_spec();
-    fs_spool *sp = make_spool("v1data", 600, 0.0);
-    fs_refit_job *job = new_job(sp, schema, spec);
-    fs__refit_run(job, &cancel);
-    assert_int_equal(job->decision, FS_REFIT_ACCEPTED);
-    fs_model *v1 = fs_model_ref(job->candidate);
-    fs__refit_job_free(job);
-    fs_spool_close(sp);
+    fs_model *v1 = first_version("v1data", 600, schema, spec, &cancel);
 
     fs_config defaults;
     fs_config_defaults(&defaults);
-    sp = make_spool("four", 4, 0.0);
-    job = new_job(sp, NULL, NULL);
+    fs_spool *sp = make_spool("four", 4, 0.0);
+    fs_refit_job *job = new_job(sp, NULL, NULL);
     job->cfg.min_refit_records = defaults.trainer.min_refit_records;
     job->cfg.min_holdout_rows = defaults.trainer.min_holdout_rows;
     job->current = fs_model_ref(v1);
@@ -434,16 +442,10 @@ static void test_refit_calibration_counts_guarded_tail(void **state)
     fs__refit_cancel_init(&cancel);
     fs_schema *schema = schema_xy();
     fs_spec *spec = small_spec();
-    fs_spool *sp = make_spool("calib1", 3000, 0.0);
-    fs_refit_job *job = new_job(sp, schema, spec);
-    fs__refit_run(job, &cancel);
-    assert_int_equal(job->decision, FS_REFIT_ACCEPTED);
-    fs_model *v1 = fs_model_ref(job->candidate);
-    fs__refit_job_free(job);
-    fs_spool_close(sp);
+    fs_model *v1 = first_version("calib1", 3000, schema, spec, &cancel);
 
-    sp = make_spool("calib2", 6000, 0.0);
-    job = new_job(sp, NULL, NULL);
+    fs_spool *sp = make_spool("calib2", 6000, 0.0);
+    fs_refit_job *job = new_job(sp, NULL, NULL);
     job->current = fs_model_ref(v1);
     job->version = 1;
     job->cfg.accept_margin_nats = 1e3; /* publish whatever it is */
