@@ -13,7 +13,8 @@ void fs_api_set_error(fs_job *job, const fs_req_error *e)
     job->resp = job->v2 ? fs_req_error_format_v2(e, &job->resp_len)
                         : fs_req_error_format(e, &job->resp_len);
     if (job->mm != NULL) {
-        atomic_fetch_add_explicit(&job->mm->failures[job->op], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&job->mm->failures[job->op][fs_fail_reason_of_status(e->status)],
+                                  1, memory_order_relaxed);
     }
 }
 

@@ -72,6 +72,15 @@ const char *fs_op_name(fs_op op)
     return (unsigned)op < FS_OP__COUNT ? fs_op_names[op] : "other";
 }
 
+static const char *const fs_fail_reason_names[FS_FAIL__COUNT] = { "invalid_input", "unavailable",
+                                                                  "model_error" };
+
+fs_fail_reason fs_fail_reason_of_status(int status)
+{
+    return status < 500 ? FS_FAIL_INVALID_INPUT
+                        : (status == 503 ? FS_FAIL_UNAVAILABLE : FS_FAIL_MODEL_ERROR);
+}
+
 void fs_histogram_init(fs_histogram *h, const double *bounds, size_t n_bounds)
 {
     memset(h, 0, sizeof *h);
@@ -353,32 +362,49 @@ static void render_http(fs_metrics *m, fs_strbuf *b)
     }
 }
 
+/* One sample name{model="...",op="..."[,reason="..."]} value. */
+static void put_model_op(fs_strbuf *b, const char *name, fs_model_metrics *mm, size_t op,
+                         const char *reason, atomic_uint_fast64_t *v)
+{
+    fs_strbuf_printf(b, "%s{model=\"", name);
+    fs_metrics_put_label_value(b, mm->name);
+    fs_strbuf_printf(b, "\",op=\"%s\"", fs_op_names[op]);
+    if (reason != NULL) {
+        fs_strbuf_printf(b, ",reason=\"%s\"", reason);
+    }
+    fs_strbuf_puts(b, "}");
+    put_u64(b, atomic_load_explicit(v, memory_order_relaxed));
+}
+
 static void render_models(fs_metrics *m, fs_strbuf *b)
 {
-    static const struct {
-        const char *name, *help;
-        size_t which;
-    } per_op[] = {
-        { "flowscore_inference_requests_total", "Inference requests dispatched to a model.", 0 },
-        { "flowscore_inference_failures_total", "Inference requests that failed.", 1 },
-        { "flowscore_inference_rows_total", "Rows scored, encoded, decoded or sampled.", 2 },
-    };
     fs_model_metrics *head;
     pthread_mutex_lock(&m->lock);
     head = m->models; /* the list is append-only: walking it after unlock is safe */
     pthread_mutex_unlock(&m->lock);
-    for (size_t k = 0; k < sizeof per_op / sizeof per_op[0]; k++) {
-        family(b, per_op[k].name, "counter", per_op[k].help);
-        for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
-            for (size_t op = 0; op < FS_OP__COUNT; op++) {
-                atomic_uint_fast64_t *arr = per_op[k].which == 0   ? mm->requests
-                                            : per_op[k].which == 1 ? mm->failures
-                                                                   : mm->rows;
-                fs_strbuf_printf(b, "%s{model=\"", per_op[k].name);
-                fs_metrics_put_label_value(b, mm->name);
-                fs_strbuf_printf(b, "\",op=\"%s\"}", fs_op_names[op]);
-                put_u64(b, atomic_load_explicit(&arr[op], memory_order_relaxed));
+    family(b, "flowscore_inference_requests_total", "counter",
+           "Inference requests dispatched to a model.");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        for (size_t op = 0; op < FS_OP__COUNT; op++) {
+            put_model_op(b, "flowscore_inference_requests_total", mm, op, NULL, &mm->requests[op]);
+        }
+    }
+    family(b, "flowscore_inference_failures_total", "counter",
+           "Inference requests that failed, by reason: invalid_input (4xx, the client's), "
+           "unavailable (503), model_error (other 5xx).");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        for (size_t op = 0; op < FS_OP__COUNT; op++) {
+            for (size_t r = 0; r < FS_FAIL__COUNT; r++) {
+                put_model_op(b, "flowscore_inference_failures_total", mm, op,
+                             fs_fail_reason_names[r], &mm->failures[op][r]);
             }
+        }
+    }
+    family(b, "flowscore_inference_rows_total", "counter",
+           "Rows scored, encoded, decoded or sampled.");
+    for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
+        for (size_t op = 0; op < FS_OP__COUNT; op++) {
+            put_model_op(b, "flowscore_inference_rows_total", mm, op, NULL, &mm->rows[op]);
         }
     }
     family(b, "flowscore_inference_executions_total", "counter",

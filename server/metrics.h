@@ -8,7 +8,7 @@
  *   flowscore_http_errors_total{code}                                counter (error codes)
  *   flowscore_http_requests_in_flight, flowscore_http_connections    gauges
  *   flowscore_inference_requests_total{model,op}                     counter
- *   flowscore_inference_failures_total{model,op}                     counter
+ *   flowscore_inference_failures_total{model,op,reason}              counter
  *   flowscore_inference_rows_total{model,op}                         counter
  *   flowscore_inference_executions_total{model}                      counter (engine calls)
  *   flowscore_batch_rows{model}                                      histogram (rows per call)
@@ -55,6 +55,17 @@ typedef enum fs_op {
 /* The op's label value ("score", ...). */
 const char *fs_op_name(fs_op op);
 
+/* Why an inference request failed: the reason label of flowscore_inference_failures_total. */
+typedef enum fs_fail_reason {
+    FS_FAIL_INVALID_INPUT = 0, /* "invalid_input": a 4xx, the client's fault */
+    FS_FAIL_UNAVAILABLE,       /* "unavailable": 503, overloaded, shutting down, no model */
+    FS_FAIL_MODEL_ERROR,       /* "model_error": any other 5xx, ours */
+    FS_FAIL__COUNT
+} fs_fail_reason;
+
+/* The reason of a failed answer with HTTP status (400..599). */
+fs_fail_reason fs_fail_reason_of_status(int status);
+
 #define FS_HIST_MAX_BOUNDS 24
 
 /* A histogram: bucket counts (not cumulative) under a lock so that +Inf == _count. */
@@ -77,13 +88,13 @@ void fs_histogram_observe(fs_histogram *h, double v);
 /* One model name's metrics. Created on the loop; freed by fs_metrics_free only. */
 typedef struct fs_model_metrics {
     char name[72];
-    atomic_uint_fast64_t requests[FS_OP__COUNT]; /* atomic */
-    atomic_uint_fast64_t failures[FS_OP__COUNT]; /* atomic */
-    atomic_uint_fast64_t rows[FS_OP__COUNT];     /* atomic */
-    atomic_uint_fast64_t executions;             /* atomic */
-    atomic_uint_fast64_t reloads;                /* atomic */
-    atomic_uint_fast64_t reload_failures;        /* atomic */
-    atomic_int_fast64_t version;                 /* atomic: served version, 0 = none */
+    atomic_uint_fast64_t requests[FS_OP__COUNT];                 /* atomic */
+    atomic_uint_fast64_t failures[FS_OP__COUNT][FS_FAIL__COUNT]; /* atomic */
+    atomic_uint_fast64_t rows[FS_OP__COUNT];                     /* atomic */
+    atomic_uint_fast64_t executions;                             /* atomic */
+    atomic_uint_fast64_t reloads;                                /* atomic */
+    atomic_uint_fast64_t reload_failures;                        /* atomic */
+    atomic_int_fast64_t version; /* atomic: served version, 0 = none */
     fs_histogram batch_rows;
     /* The background trainer (issue 5); rendered once trainer is set. */
     atomic_int trainer;                       /* atomic: the model has a trainer state */

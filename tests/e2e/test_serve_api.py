@@ -218,6 +218,8 @@ def run_checks(c, srv):
     method_checks(c, srv)
     r = srv.post("/v1/models/m1/reload", "")
     c.eq((r.status, r.json().get("version")), (200, 1), "POST reload")
+    r = srv.post("/v1/models/m1/score", {"records": [{"x0": "text"}]})
+    c.eq(r.status, 400, "a bad record, for the failure metrics")
     text = srv.get("/metrics")
     c.eq(text.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8",
          "metrics content type")
@@ -234,6 +236,11 @@ def run_checks(c, srv):
     c.eq(m.get(key), 3.0, "score requests counted")
     c.ok(m.get(("flowscore_inference_rows_total",
                 frozenset({("model", "m1"), ("op", "score")}))) == 4.0, "rows counted")
+    fails = {k[1]: v for k, v in m.items() if k[0] == "flowscore_inference_failures_total"
+             and ("model", "m1") in k[1] and ("op", "score") in k[1]}
+    c.eq(sorted((dict(k)["reason"], v) for k, v in fails.items()),
+         [("invalid_input", 1.0), ("model_error", 0.0), ("unavailable", 0.0)],
+         "inference failures by reason: the bad record is the client's")
 
 
 def v2_checks(c, srv, arr, v1):
