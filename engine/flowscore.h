@@ -276,7 +276,9 @@ typedef struct fs_score {
  * FS_INPUT_CLAMP standard deviations are clamped and flagged FS_SCORE_SATURATED.
  * Threads: concurrent calls on one model are safe with distinct workspaces.
  * Math: log p(x) = log N(z; 0, I) + sum of layer log|det J| + preprocessing log|det|
- * (change of variables; Dinh et al. 2017, eq. 3).
+ * (change of variables; Dinh et al. 2017, eq. 3) + the log density of each column constant in
+ * training, (1 - eps) N(m, (1e-3 s)^2) + eps N(m, s^2) with s = max(1, |m|) and
+ * eps = 1 / (n_train + 2) (Laplace's rule of succession; engine/prep.c).
  */
 #define FS_INPUT_CLAMP 1.0e4
 fs_err fs_model_score(const fs_model *m, fs_workspace *ws, const double *records, size_t n_rows,

@@ -88,6 +88,9 @@ typedef struct fs__prep {
     double *chol;     /* n_dims x n_dims lower triangular L (whiten only) */
     double *chol_inv; /* L^-1, computed from L */
     double log_det;   /* constant log|det dg/dx|: -sum log std - sum log L_ii (non-const) */
+    /* Weight of the broad component of a constant column's density, 1 / (n_train + 2)
+     * (Laplace's rule of succession); 0 in files written before it: narrow Gaussian only. */
+    double const_novelty;
 } fs__prep;
 
 void fs__prep_deinit(fs__prep *p);

@@ -92,7 +92,8 @@ static cJSON *prep_json(const fs_model *m)
     bool ok = o != NULL && cc != NULL && cf != NULL &&
               add_number(o, "n_columns", (double)p->n_cols) &&
               cJSON_AddBoolToObject(o, "whiten", p->whiten) != NULL &&
-              add_number(o, "ridge", p->ridge) && add_number(o, "log_det", p->log_det);
+              add_number(o, "ridge", p->ridge) && add_number(o, "log_det", p->log_det) &&
+              (p->const_novelty == 0 || add_number(o, "constant_novelty", p->const_novelty));
     for (size_t c = 0; ok && c < p->n_cols; c++) {
         if (p->is_const[c]) {
             cJSON *v = cJSON_CreateNumber((double)c);
@@ -461,6 +462,13 @@ static fs_err parse_prep(const cJSON *root, fs__model_parts *p, size_t n_dims, f
         return err;
     }
     p->prep.ridge = ridge;
+    /* Absent in files written before it: a constant column is its narrow Gaussian alone. */
+    if (cJSON_GetObjectItemCaseSensitive(o, "constant_novelty") != NULL &&
+        (!json_real(o, "constant_novelty", &p->prep.const_novelty) ||
+         !(p->prep.const_novelty > 0 && p->prep.const_novelty <= 0.5))) {
+        return fs__diag(diag, FS_ERR_FORMAT,
+                        "model header: \"constant_novelty\" must be a number in (0, 0.5]");
+    }
     if (n_cols != p->prep.n_cols) {
         return fs__diag(diag, FS_ERR_SHAPE,
                         "model header: %zu preprocessing columns, the schema makes %zu", n_cols,

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define FS__CONST_REL_STD 1e-12 /* std <= this * max(1, |mean|): a constant column */
-#define FS__CONST_SCALE   1e-3  /* a constant column scores as N(mean, (1e-3 max(1,|mean|))^2) */
+#define FS__CONST_SCALE   1e-3  /* a constant column's narrow sigma: 1e-3 max(1,|mean|) */
 #define FS__HALF_LOG_2PI  0.91893853320467274178
 #define FS__WHITEN_CHUNK  4096
 
@@ -343,6 +343,7 @@ fs_err fs__prep_fit(fs__prep *p, const fs_schema *s, const double *records, size
     p->n_dims = d;
     p->whiten = whiten && d > 0;
     p->ridge = ridge;
+    p->const_novelty = 1.0 / ((double)n + 2.0);
     if (d > 0) {
         for (size_t c = 0, k = 0; c < p->n_cols; c++) {
             p->dim_of_col[c] = p->is_const[c] ? -1 : (int32_t)k++;
@@ -375,6 +376,32 @@ static double clamp_flag(double u, uint32_t *flag)
     return u;
 }
 
+/*
+ * log p(x_c) of constant column c at deviation dev = x_c - mean (nats): the narrow Gaussian
+ * N(0, std^2), std = FS__CONST_SCALE * scale with scale = max(1, |mean|), mixed with weight
+ * eps = p->const_novelty with the broad N(0, scale^2):
+ *   p = (1 - eps) N(dev; 0, std^2) + eps N(dev; 0, scale^2).
+ * eps = 1 / (n + 2) is Laplace's rule of succession for a value never seen in n training rows,
+ * so a record that changes a constant field costs about log(n + 2) + log(1 / FS__CONST_SCALE)
+ * + dev^2 / (2 scale^2) nats more than one that keeps it: flagged, but not ranked above every
+ * other kind of anomaly (the narrow Gaussian alone charged ~10^5 nats for a unit change).
+ * With eps = 0 (older files) the narrow Gaussian alone, as before. The broad term is clamped
+ * at FS_INPUT_CLAMP (row flag FS_SCORE_SATURATED); the narrow one needs no flag then.
+ */
+static double const_log_density(const fs__prep *p, size_t c, double dev, uint32_t *flag)
+{
+    double sd = p->std[c], eps = p->const_novelty;
+    if (!(eps > 0)) {
+        double z = clamp_flag(dev / sd, flag);
+        return -0.5 * z * z - log(sd) - FS__HALF_LOG_2PI;
+    }
+    double scale = sd / FS__CONST_SCALE;
+    double zn = fmin(fabs(dev / sd), FS_INPUT_CLAMP), zb = clamp_flag(dev / scale, flag);
+    double a = log1p(-eps) - 0.5 * zn * zn - log(sd) - FS__HALF_LOG_2PI;
+    double b = log(eps) - 0.5 * zb * zb - log(scale) - FS__HALF_LOG_2PI;
+    return fmax(a, b) + log1p(exp(-fabs(a - b)));
+}
+
 fs_err fs__prep_forward(const fs__prep *p, const fs_schema *s, const double *records, size_t n,
                         const double *noise, double *w, double *log_extra, uint32_t *flags,
                         fs_diag *diag)
@@ -399,12 +426,11 @@ fs_err fs__prep_forward(const fs__prep *p, const fs_schema *s, const double *rec
                 extra -= log1p(fabs(v)); /* log |d/dx sign(x) log(1 + |x|)| */
             }
             for (size_t c = p->col_start[f]; c < p->col_start[f + 1]; c++) {
-                double z = (column_value(fd, c - p->col_start[f], v) - p->mean[c]) / p->std[c];
-                z = clamp_flag(z, &flag);
+                double dev = column_value(fd, c - p->col_start[f], v) - p->mean[c];
                 if (p->is_const[c]) {
-                    extra += -0.5 * z * z - log(p->std[c]) - FS__HALF_LOG_2PI;
+                    extra += const_log_density(p, c, dev, &flag);
                 } else {
-                    u[r * d + (size_t)p->dim_of_col[c]] = z;
+                    u[r * d + (size_t)p->dim_of_col[c]] = clamp_flag(dev / p->std[c], &flag);
                 }
             }
         }
