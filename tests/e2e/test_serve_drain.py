@@ -120,7 +120,9 @@ def timeout_drain(c, binp, models, rows):
 
 def forced(c, binp, models, rows):
     srv = fh.Server(binp, models, ["--workers", "1"])
-    threads, results = start_clients(srv, 4, heavy_body(rows))
+    # Four requests that take about 4 s on one worker: still in flight at the signals.
+    body, _ = timed_body(c, srv, rows, 1.0)
+    threads, results = start_clients(srv, 4, body)
     c.ok(wait_in_flight(srv, 4), "requests in flight before two signals")
     srv.signal(signal.SIGTERM)
     time.sleep(0.05)
