@@ -383,8 +383,9 @@ static double clamp_flag(double u, uint32_t *flag)
  *   p = (1 - eps) N(dev; 0, std^2) + eps N(dev; 0, scale^2).
  * eps = 1 / (n + 2) is Laplace's rule of succession for a value never seen in n training rows,
  * so a record that changes a constant field costs about log(n + 2) + log(1 / FS__CONST_SCALE)
- * + dev^2 / (2 scale^2) nats more than one that keeps it: flagged, but not ranked above every
- * other kind of anomaly (the narrow Gaussian alone charged ~10^5 nats for a unit change).
+ * + dev^2 / (2 scale^2) nats more than one that keeps it: well up the ranking, but not above
+ * every other kind of anomaly (the narrow Gaussian alone charged ~10^5 nats for a unit change,
+ * which put NSL-KDD's normal records with a non-zero wrong_fragment above every attack).
  * With eps = 0 (older files) the narrow Gaussian alone, as before. The broad term is clamped
  * at FS_INPUT_CLAMP (row flag FS_SCORE_SATURATED); the narrow one needs no flag then.
  */

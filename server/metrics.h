@@ -58,7 +58,7 @@ const char *fs_op_name(fs_op op);
 /* Why an inference request failed: the reason label of flowscore_inference_failures_total. */
 typedef enum fs_fail_reason {
     FS_FAIL_INVALID_INPUT = 0, /* "invalid_input": a 4xx, the client's fault */
-    FS_FAIL_UNAVAILABLE,       /* "unavailable": 503, overloaded, shutting down, no model */
+    FS_FAIL_UNAVAILABLE,       /* "unavailable": 503, overloaded or shutting down */
     FS_FAIL_MODEL_ERROR,       /* "model_error": any other 5xx, ours */
     FS_FAIL__COUNT
 } fs_fail_reason;
