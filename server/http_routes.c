@@ -242,6 +242,25 @@ static void on_job_done(fs_job *job)
     fs__http_resume(r);
 }
 
+/* Queue job (filled in, holding its model reference) on the worker pool and suspend r until
+ * it is done; a full queue answers 503 and drops the reference. */
+static void hand_to_pool(fs_req *r, fs_job *job)
+{
+    fs_server *srv = r->http->srv;
+    fs_req_error err;
+    if (fs_pool_submit(srv->pool, job) != 0) {
+        fs_model_unref(job->model);
+        job->model = NULL;
+        fs_req_error_set(&err, 503, FS_EC_OVERLOADED, NULL,
+                         "too many requests are queued (max_queued_requests=%u)",
+                         srv->cfg.max_queued_requests);
+        fs__http_error(r, &err);
+        return;
+    }
+    r->job_out = 1;
+    r->state = FS_REQ_WAITING;
+}
+
 static void submit_job(fs_req *r, fs_entry *e, fs_op op)
 {
     fs_server *srv = r->http->srv;
@@ -272,17 +291,7 @@ static void submit_job(fs_req *r, fs_entry *e, fs_op op)
     job->v2 = op == FS_OP_INFER;
     job->done = on_job_done;
     job->owner = r;
-    if (fs_pool_submit(srv->pool, job) != 0) {
-        fs_model_unref(job->model);
-        job->model = NULL;
-        fs_req_error_set(&err, 503, FS_EC_OVERLOADED, NULL,
-                         "too many requests are queued (max_queued_requests=%u)",
-                         srv->cfg.max_queued_requests);
-        fs__http_error(r, &err);
-        return;
-    }
-    r->job_out = 1;
-    r->state = FS_REQ_WAITING;
+    hand_to_pool(r, job);
 }
 
 static void on_reloaded(fs_reload_waiter *w, fs_entry *e, int ok)
@@ -389,17 +398,7 @@ static void submit_ingest(fs_req *r, fs_entry *e)
     job->done = on_ingest_job_done;
     job->owner = r;
     r->tm = tm;
-    if (fs_pool_submit(srv->pool, job) != 0) {
-        fs_model_unref(job->model);
-        job->model = NULL;
-        fs_req_error_set(&err, 503, FS_EC_OVERLOADED, NULL,
-                         "too many requests are queued (max_queued_requests=%u)",
-                         srv->cfg.max_queued_requests);
-        fs__http_error(r, &err);
-        return;
-    }
-    r->job_out = 1;
-    r->state = FS_REQ_WAITING;
+    hand_to_pool(r, job);
 }
 
 /* GET (status) and POST (admin: refit now) /v1/models/{name}/training, on the loop. */

@@ -107,11 +107,41 @@ void fs_histogram_observe(fs_histogram *h, double v)
     pthread_mutex_unlock(&h->lock);
 }
 
+/*
+ * Field `field` (1-based, proc(5) numbering, >= 3) of /proc/self/stat as a number, and the
+ * next one in *next (may be NULL); 0 when unreadable. The command name (field 2) may hold
+ * spaces: fields are counted from the last ')'.
+ */
+static double proc_stat_field(int field, double *next)
+{
+    char buf[1024];
+    double v = 0, w = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f != NULL) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        char *p = strrchr(buf, ')');
+        for (int k = 2; p != NULL && k < field; k++) {
+            p = strchr(p + 1, ' ');
+        }
+        if (p != NULL) {
+            char *end = NULL;
+            v = strtod(p + 1, &end);
+            w = end != NULL ? strtod(end, NULL) : 0;
+        }
+    }
+    if (next != NULL) {
+        *next = w;
+    }
+    return v;
+}
+
 /* Process start time from /proc/self/stat field 22 and the boot time in /proc/stat. */
 static double read_start_time(void)
 {
     char buf[1024];
-    double btime = 0, start_ticks = 0;
+    double btime = 0;
     FILE *f = fopen("/proc/stat", "r");
     if (f != NULL) {
         while (fgets(buf, sizeof buf, f) != NULL) {
@@ -122,21 +152,7 @@ static double read_start_time(void)
         }
         fclose(f);
     }
-    f = fopen("/proc/self/stat", "r");
-    if (f != NULL) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        /* Fields after the command name, which may hold spaces: start after the last ')'. */
-        char *p = strrchr(buf, ')');
-        for (int field = 2; p != NULL && field < 22; field++) {
-            p = strchr(p + 1, ' ');
-        }
-        if (p != NULL) {
-            start_ticks = strtod(p + 1, NULL);
-        }
-    }
-    return btime + start_ticks / (double)sysconf(_SC_CLK_TCK);
+    return btime + proc_stat_field(22, NULL) / (double)sysconf(_SC_CLK_TCK);
 }
 
 fs_metrics *fs_metrics_create(const char *const *route_names, size_t n_routes)
@@ -547,28 +563,11 @@ static void render_trainer(fs_metrics *m, fs_strbuf *b)
 
 static void render_process(fs_metrics *m, fs_strbuf *b)
 {
-    char buf[1024];
-    double cpu = 0;
     uint64_t rss = 0, fds = 0;
     struct rlimit rl;
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (f != NULL) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        char *p = strrchr(buf, ')');
-        /* After ')': field 3 is the state; utime and stime are fields 14 and 15. */
-        for (int field = 2; p != NULL && field < 14; field++) {
-            p = strchr(p + 1, ' ');
-        }
-        if (p != NULL) {
-            char *end = NULL;
-            double ut = strtod(p + 1, &end);
-            double st = end != NULL ? strtod(end, NULL) : 0;
-            cpu = (ut + st) / (double)sysconf(_SC_CLK_TCK);
-        }
-    }
-    f = fopen("/proc/self/statm", "r");
+    double stime = 0, utime = proc_stat_field(14, &stime); /* fields 14 and 15 */
+    double cpu = (utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    FILE *f = fopen("/proc/self/statm", "r");
     if (f != NULL) {
         char line[128];
         if (fgets(line, sizeof line, f) != NULL) {
