@@ -73,18 +73,19 @@ command -v sha256sum >/dev/null || die "sha256sum is missing (apt-get install co
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-# 0 when every data file in $dest is present with its expected SHA-256; names the bad ones.
+# verify DIR [WHAT]: 0 when every data file is in DIR with its expected SHA-256; names the bad
+# ones ("FILE in WHAT", WHAT defaulting to DIR).
 verify() {
-    local f bad=0 got
+    local dir=$1 what=${2:-$1} f bad=0 got
     for f in "${FILES[@]}"; do
-        if [ ! -f "$dest/$f" ]; then
-            echo "fetch-data: missing $dest/$f" >&2
+        if [ ! -f "$dir/$f" ]; then
+            echo "fetch-data: $f is not in $what" >&2
             bad=1
             continue
         fi
-        got=$(sha_of "$dest/$f")
+        got=$(sha_of "$dir/$f")
         if [ "$got" != "${SHA256[$f]}" ]; then
-            echo "fetch-data: SHA-256 mismatch for $dest/$f: got $got, want ${SHA256[$f]}" >&2
+            echo "fetch-data: SHA-256 mismatch for $f in $what: got $got, want ${SHA256[$f]}" >&2
             bad=1
         fi
     done
@@ -92,14 +93,14 @@ verify() {
 }
 
 if [ "$verify_only" = 1 ]; then
-    if verify; then
+    if verify "$dest"; then
         echo "fetch-data: all ${#FILES[@]} files in $dest are verified"
         exit 0
     fi
     exit 1
 fi
 
-if [ "$force" = 0 ] && [ -z "$zip" ] && verify 2>/dev/null; then
+if [ "$force" = 0 ] && [ -z "$zip" ] && verify "$dest" 2>/dev/null; then
     echo "fetch-data: $dest already holds the verified NSL-KDD files"
     exit 0
 fi
@@ -145,20 +146,7 @@ else
 fi
 
 # Check every extracted file before anything lands in $dest.
-bad=0
-for f in "${FILES[@]}"; do
-    if [ ! -f "$work/x/$f" ]; then
-        echo "fetch-data: $f is not in $zip" >&2
-        bad=1
-        continue
-    fi
-    got=$(sha_of "$work/x/$f")
-    if [ "$got" != "${SHA256[$f]}" ]; then
-        echo "fetch-data: SHA-256 mismatch for $f from $zip: got $got, want ${SHA256[$f]}" >&2
-        bad=1
-    fi
-done
-[ "$bad" = 0 ] || die "refusing the download: it is not the expected NSL-KDD copy"
+verify "$work/x" "$zip" || die "refusing the download: it is not the expected NSL-KDD copy"
 
 mkdir -p "$dest"
 for f in "${FILES[@]}"; do
@@ -167,5 +155,5 @@ for f in "${FILES[@]}"; do
 done
 printf '%s\n' "$COLUMNS_LINE" >"$dest/columns.txt"
 [ "$(sha_of "$dest/columns.txt")" = "$COLUMNS_SHA256" ] || die "columns.txt does not match"
-verify || die "verification after the copy failed"
+verify "$dest" || die "verification after the copy failed"
 echo "fetch-data: NSL-KDD is in $dest (SHA-256 verified)"
