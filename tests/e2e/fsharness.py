@@ -304,5 +304,47 @@ def raw_http(port, data, read_timeout=10.0, shutdown_write=False):
         s.close()
 
 
+def post_chunked(port, path, piece, max_sent, timeout=30.0):
+    """POST a chunked JSON body, one chunk of `piece` after another, until the daemon answers,
+    max_sent bytes are sent, the peer closes, or the timeout; then read the answer's JSON.
+    Returns (answer bytes, bytes sent)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n" % path).encode())
+    frame = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    sent, resp, closed = 0, b"", False
+    s.setblocking(False)
+    deadline = time.time() + timeout
+    while not resp and not closed and sent < max_sent and time.time() < deadline:
+        view = memoryview(frame)
+        while len(view) > 0 and not resp and not closed:
+            try:
+                n = s.send(view)
+                view = view[n:]
+                sent += n
+            except (BlockingIOError, InterruptedError):
+                time.sleep(0.001)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            try:
+                resp += s.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except ConnectionResetError:
+                closed = True
+    s.setblocking(True)
+    s.settimeout(5)
+    try:
+        while b"}" not in resp:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            resp += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return resp, sent
+
+
 def tempdir(prefix="fs-e2e-"):
     return tempfile.TemporaryDirectory(prefix=prefix)

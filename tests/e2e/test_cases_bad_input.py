@@ -9,7 +9,6 @@ comes with the background trainer. Skips (77) without ../shared/cases."""
 # labels: e2e
 import json
 import os
-import socket
 import sys
 import time
 
@@ -234,44 +233,8 @@ def test_case10_malformed_json_every_route(c, ctx):
 
 def chunked_413(srv, path, limit):
     """POST a chunked body until the answer comes; returns (answer bytes, bytes sent)."""
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    s.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n" % path).encode())
     piece = b'{"records":[' + b'{"bytes":1200,"pkts":10},' * 40000
-    frame = b"%x\r\n" % len(piece) + piece + b"\r\n"
-    sent = 0
-    resp = b""
-    s.setblocking(False)
-    deadline = time.time() + 30
-    while not resp and sent < 16 * limit and time.time() < deadline:
-        view = memoryview(frame)
-        while len(view) > 0 and not resp:
-            try:
-                n = s.send(view)
-                view = view[n:]
-                sent += n
-            except (BlockingIOError, InterruptedError):
-                time.sleep(0.001)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            try:
-                resp += s.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except ConnectionResetError:
-                break
-    s.setblocking(True)
-    s.settimeout(5)
-    try:
-        while b"}" not in resp:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            resp += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return resp, sent
+    return fh.post_chunked(srv.port, path, piece, 16 * limit)
 
 
 def test_case12_oversized_every_route(c, ctx):

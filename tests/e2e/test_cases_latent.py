@@ -16,7 +16,6 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import casekit as ck  # noqa: E402
-import fsharness as fh  # noqa: E402
 
 MAX_ROWS = 20000  # sample-10000.json fits; 20001 is over the cap
 

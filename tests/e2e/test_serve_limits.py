@@ -77,48 +77,7 @@ def content_length_413(c, srv, path, limit):
 def chunked_413(c, srv, limit, total=BIG):
     """Send chunks until the 413 arrives; it must arrive soon after the limit is crossed."""
     rss0 = srv.rss_kib()
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    s.sendall(headers("/v1/models/num2/score", "Transfer-Encoding: chunked\r\n"))
-    body = body_bytes(1 << 20)
-    sent = 0
-    resp = b""
-    s.setblocking(False)
-    t0 = time.time()
-    while sent < total and time.time() - t0 < 30:
-        piece = body[: min(len(body), total - sent)]
-        frame = b"%x\r\n" % len(piece) + piece + b"\r\n"
-        view = memoryview(frame)
-        while len(view) > 0:
-            try:
-                n = s.send(view)
-                view = view[n:]
-            except (BlockingIOError, InterruptedError):
-                time.sleep(0.001)
-            except (BrokenPipeError, ConnectionResetError):
-                view = view[:0]
-                sent = total
-            try:
-                resp += s.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except ConnectionResetError:
-                break
-            if resp:
-                break
-        sent += len(piece)
-        if resp:
-            break
-    s.setblocking(True)
-    s.settimeout(5)
-    try:
-        while b"}" not in resp:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            resp += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
+    resp, sent = fh.post_chunked(srv.port, "/v1/models/num2/score", body_bytes(1 << 20), total)
     c.ok(resp.startswith(b"HTTP/1.1 413"), "chunked: 413 (%r)" % resp[:80])
     c.ok(b"max_body_bytes=%d" % limit in resp, "chunked: the 413 names the limit")
     c.ok(sent < limit + 8 * (1 << 20), "chunked: answered soon after the limit (%d sent)" % sent)
