@@ -264,28 +264,8 @@ def tls_checks(c, binp, tmp):
 
 
 def trickle(port, data, step, limit):
-    """Send data a byte every step seconds; seconds until the server closed, or None."""
-    s = socket.create_connection(("127.0.0.1", port))
-    t0 = time.time()
-    try:
-        for ch in data:
-            try:
-                s.send(bytes([ch]))
-                s.settimeout(step)
-                got = s.recv(100)
-                if got == b"":
-                    return time.time() - t0
-                if got:
-                    return -1.0  # answered: the request was complete
-            except socket.timeout:
-                pass
-            except OSError:
-                return time.time() - t0
-            if time.time() - t0 > limit:
-                return None
-        return None
-    finally:
-        s.close()
+    """Send data a byte every step seconds on a new connection: see trickle_on."""
+    return trickle_on(socket.create_connection(("127.0.0.1", port)), data, step, limit)
 
 
 def slow_client_checks(c, binp, tmp):
@@ -352,14 +332,19 @@ def slow_client_checks(c, binp, tmp):
 
 
 def trickle_on(s, data, step, limit):
+    """Send data a byte every step seconds on socket s (closed here); seconds until the server
+    closed, -1.0 when it answered instead, or None when it kept waiting past limit."""
     t0 = time.time()
     try:
         for ch in data:
             try:
                 s.send(bytes([ch]))
                 s.settimeout(step)
-                if s.recv(100) == b"":
+                got = s.recv(100)
+                if got == b"":
                     return time.time() - t0
+                if got:
+                    return -1.0  # answered: the request was complete
             except socket.timeout:
                 pass
             except OSError:
