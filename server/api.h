@@ -70,6 +70,12 @@ void fs_api_finish(fs_job *job, fs_err err);
 /* Set an error answer from e (in the job's error form) and count the failure. */
 void fs_api_set_error(fs_job *job, const fs_req_error *e);
 
+/*
+ * Refuse top-level keys of the request object root other than allowed (NULL-terminated):
+ * 400 unknown_field naming the key in e, returns -1; 0 when every key is allowed.
+ */
+int fs_api_only_keys(const cJSON *root, const char *const *allowed, fs_req_error *e);
+
 /* Set a 2xx answer from b (taken); a refused non-finite number or OOM becomes a 500. */
 void fs_api_set_body(fs_job *job, int status, fs_strbuf *b);
 

@@ -7,22 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Refuse keys other than those listed (NULL-terminated). */
-static int check_keys(const cJSON *root, const char *const *allowed, fs_req_error *e)
-{
-    for (const cJSON *m = root->child; m != NULL; m = m->next) {
-        int ok = 0;
-        for (size_t i = 0; allowed[i] != NULL && !ok; i++) {
-            ok = strcmp(m->string, allowed[i]) == 0;
-        }
-        if (!ok) {
-            return fs_req_error_set(e, 400, FS_EC_UNKNOWN_FIELD, m->string,
-                                    "unknown field \"%.64s\" in the request", m->string);
-        }
-    }
-    return 0;
-}
-
 static void engine_error(fs_job *job, fs_err err, const char *field, const char *what)
 {
     fs_req_error e;
@@ -44,7 +28,7 @@ void fs_api_encode(fs_job *job, const cJSON *root, fs_workspace *ws)
     double *z = NULL;
     size_t n_dims = fs_model_n_dims(job->model);
     fs_strbuf b;
-    if (check_keys(root, keys, &e) != 0 ||
+    if (fs_api_only_keys(root, keys, &e) != 0 ||
         fs_records_read(cJSON_GetObjectItemCaseSensitive(root, "records"),
                         fs_model_schema(job->model), job->lim, &job->rows, &job->n_rows, &e) != 0) {
         fs_api_set_error(job, &e);
@@ -117,7 +101,7 @@ void fs_api_decode(fs_job *job, const cJSON *root, fs_workspace *ws)
     fs_req_error e;
     double *z = NULL, *x = NULL;
     size_t n = 0, n_fields = fs_model_n_fields(job->model);
-    if (check_keys(root, keys, &e) != 0 ||
+    if (fs_api_only_keys(root, keys, &e) != 0 ||
         fs_latents_read(cJSON_GetObjectItemCaseSensitive(root, "latents"),
                         fs_model_n_dims(job->model), job->lim, &z, &n, &e) != 0) {
         fs_api_set_error(job, &e);
@@ -179,7 +163,7 @@ void fs_api_sample(fs_job *job, const cJSON *root, fs_workspace *ws)
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(root, "n");
     const cJSON *jt = cJSON_GetObjectItemCaseSensitive(root, "temperature");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(root, "seed");
-    if (check_keys(root, keys, &e) != 0) {
+    if (fs_api_only_keys(root, keys, &e) != 0) {
         goto bad;
     }
     if (jn == NULL) {

@@ -58,8 +58,7 @@ void fs_api_job_release(fs_job *job)
     job->n_rows = 0;
 }
 
-/* Refuse top-level keys other than those listed (NULL-terminated). */
-static int only_keys(const cJSON *root, const char *const *allowed, fs_req_error *e)
+int fs_api_only_keys(const cJSON *root, const char *const *allowed, fs_req_error *e)
 {
     for (const cJSON *m = root->child; m != NULL; m = m->next) {
         int ok = 0;
@@ -86,7 +85,7 @@ static int score_prepare(fs_job *job, const cJSON *root)
 {
     static const char *const keys[] = { "records", NULL };
     fs_req_error e;
-    if (only_keys(root, keys, &e) != 0 ||
+    if (fs_api_only_keys(root, keys, &e) != 0 ||
         fs_records_read(cJSON_GetObjectItemCaseSensitive(root, "records"),
                         fs_model_schema(job->model), job->lim, &job->rows, &job->n_rows, &e) != 0) {
         fs_api_set_error(job, &e);

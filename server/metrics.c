@@ -378,6 +378,21 @@ static void render_http(fs_metrics *m, fs_strbuf *b)
     }
 }
 
+/* Histogram h of model mm as name{model="..."}. */
+static void render_model_histogram(fs_strbuf *b, const char *name, fs_model_metrics *mm,
+                                   fs_histogram *h)
+{
+    fs_strbuf lbl;
+    fs_strbuf_init(&lbl, 96);
+    fs_strbuf_puts(&lbl, "model=\"");
+    fs_metrics_put_label_value(&lbl, mm->name);
+    fs_strbuf_puts(&lbl, "\"");
+    if (!lbl.failed) {
+        render_histogram(b, name, lbl.p, h);
+    }
+    fs_strbuf_free(&lbl);
+}
+
 /* One sample name{model="...",op="..."[,reason="..."]} value. */
 static void put_model_op(fs_strbuf *b, const char *name, fs_model_metrics *mm, size_t op,
                          const char *reason, atomic_uint_fast64_t *v)
@@ -433,15 +448,7 @@ static void render_models(fs_metrics *m, fs_strbuf *b)
     }
     family(b, "flowscore_batch_rows", "histogram", "Rows per batched engine scoring call.");
     for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
-        fs_strbuf lbl;
-        fs_strbuf_init(&lbl, 96);
-        fs_strbuf_puts(&lbl, "model=\"");
-        fs_metrics_put_label_value(&lbl, mm->name);
-        fs_strbuf_puts(&lbl, "\"");
-        if (!lbl.failed) {
-            render_histogram(b, "flowscore_batch_rows", lbl.p, &mm->batch_rows);
-        }
-        fs_strbuf_free(&lbl);
+        render_model_histogram(b, "flowscore_batch_rows", mm, &mm->batch_rows);
     }
     family(b, "flowscore_model_info", "gauge", "The version each model name serves (value 1).");
     for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
@@ -546,18 +553,9 @@ static void render_trainer(fs_metrics *m, fs_strbuf *b)
     family(b, "flowscore_refit_duration_seconds", "histogram",
            "Time from a refit's start to its decision.");
     for (fs_model_metrics *mm = head; mm != NULL; mm = mm->next) {
-        if (!atomic_load(&mm->trainer)) {
-            continue;
+        if (atomic_load(&mm->trainer)) {
+            render_model_histogram(b, "flowscore_refit_duration_seconds", mm, &mm->refit_seconds);
         }
-        fs_strbuf lbl;
-        fs_strbuf_init(&lbl, 96);
-        fs_strbuf_puts(&lbl, "model=\"");
-        fs_metrics_put_label_value(&lbl, mm->name);
-        fs_strbuf_puts(&lbl, "\"");
-        if (!lbl.failed) {
-            render_histogram(b, "flowscore_refit_duration_seconds", lbl.p, &mm->refit_seconds);
-        }
-        fs_strbuf_free(&lbl);
     }
 }
 
